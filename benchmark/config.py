@@ -1,0 +1,140 @@
+"""Run configuration: TOML file plus CLI overrides, validated before anything is written."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DentbenchError
+from .records import GenerationConfig
+
+CHAT_FORMATS = ("chat_template", "instruction")
+PRECISIONS = ("4bit", "8bit", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class ContestantConfig:
+    name: str
+    source: str
+    base: str | None = None  # adapters: override the base named in adapter_config.json
+    api_key_env: str | None = None  # openai: the environment variable holding the key
+    chat_format: str | None = None  # overrides [run].chat_format for this contestant
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    prompts: str = "prompts/dental_implant_v1.jsonl"
+    contestants: tuple[ContestantConfig, ...] = ()
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    precision: str = "4bit"
+    chat_format: str = "chat_template"
+    system_prompt: str | None = None
+    seed: int = 0
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    sample_per_category: int | None = None  # a stratified subset (the demo); None = the full set
+    limit: int | None = None
+    output_dir: str = "outputs"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    concurrency: int = 8  # requests in flight per endpoint contestant
+    request_timeout: float = 120.0
+    source_file: str = field(default="<defaults>", compare=False)
+
+    def generation(self, chat_format: str | None = None) -> GenerationConfig:
+        return GenerationConfig(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=self.do_sample,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+            chat_format=chat_format or self.chat_format,  # type: ignore[arg-type]
+            system_prompt=self.system_prompt,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in ("contestants", "source_file")}
+CONTESTANT_FIELDS = {f.name for f in dataclasses.fields(ContestantConfig)}
+TYPES: dict[str, tuple[type, ...]] = {
+    "prompts": (str,), "max_new_tokens": (int,), "batch_size": (int,), "precision": (str,), "chat_format": (str,),
+    "system_prompt": (str,), "seed": (int,), "do_sample": (bool,), "temperature": (int, float), "top_p": (int, float),
+    "sample_per_category": (int,), "limit": (int,), "output_dir": (str,), "trust_remote_code": (bool,),
+    "allow_pickle": (bool,), "concurrency": (int,), "request_timeout": (int, float),
+}
+
+
+def _check_value(where: str, key: str, value: Any) -> None:
+    expected = TYPES[key]
+    if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+        names = " or ".join(t.__name__ for t in expected)
+        raise DentbenchError(f"{where}: '{key}' must be {names}, got {value!r:.40}")
+    if key in ("max_new_tokens", "batch_size", "sample_per_category", "limit", "concurrency") and value <= 0:
+        raise DentbenchError(f"{where}: '{key}' must be positive, got {value}")
+    if key == "precision" and value not in PRECISIONS:
+        raise DentbenchError(f"{where}: 'precision' must be one of {', '.join(PRECISIONS)}, got {value!r}")
+    if key == "chat_format" and value not in CHAT_FORMATS:
+        raise DentbenchError(f"{where}: 'chat_format' must be one of {', '.join(CHAT_FORMATS)}, got {value!r}")
+
+
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a TOML config (or defaults), apply CLI overrides (None values are ignored)."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise DentbenchError(f"{path}: config file not found")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise DentbenchError(f"{path}: invalid TOML ({exc})") from None
+        except UnicodeDecodeError:
+            raise DentbenchError(f"{path}: not valid UTF-8") from None
+        source = str(path)
+    unknown = sorted(set(data) - {"run", "contestants"})
+    if unknown:
+        raise DentbenchError(f"{source}: unknown section [{unknown[0]}] (known: [run], [[contestants]])")
+    run = dict(data.get("run", {}))
+    for key, value in run.items():
+        if key not in RUN_FIELDS:
+            raise DentbenchError(f"{source}: unknown setting [run].{key}")
+        _check_value(f"{source} [run]", key, value)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _check_value("command line", key, value)
+            run[key] = value
+    contestants = []
+    for index, entry in enumerate(data.get("contestants", []), start=1):
+        where = f"{source} [[contestants]] #{index}"
+        unknown = sorted(set(entry) - CONTESTANT_FIELDS)
+        if unknown:
+            raise DentbenchError(f"{where}: unknown setting '{unknown[0]}'")
+        for key in ("name", "source"):
+            if not isinstance(entry.get(key), str) or not entry[key].strip():
+                raise DentbenchError(f"{where}: '{key}' must be a non-empty string")
+        if "chat_format" in entry:
+            _check_value(where, "chat_format", entry["chat_format"])
+        contestants.append(ContestantConfig(**entry))
+    names = [c.name for c in contestants]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate:
+        raise DentbenchError(f"{source}: contestant name '{duplicate}' appears twice")
+    return RunConfig(contestants=tuple(contestants), source_file=source, **run)
+
+
+def with_adapter(config: RunConfig, adapter: str, name: str = "candidate") -> RunConfig:
+    """`--adapter PATH`: replace the contestant called `name`, or add it."""
+    if any(c.name == name for c in config.contestants):
+        contestants = tuple(
+            dataclasses.replace(c, source=adapter, base=None) if c.name == name else c for c in config.contestants
+        )
+    else:
+        contestants = config.contestants + (ContestantConfig(name=name, source=adapter),)
+    return dataclasses.replace(config, contestants=contestants)

@@ -1,0 +1,348 @@
+"""One benchmark run: resolve contestants, generate what the cache lacks, write the run directory.
+
+Order of work: validate everything (prompts, config, contestants, output folder)
+before the first model loads, so bad input costs seconds and writes nothing.
+Answers land in the SQLite store batch by batch; the run directory is written
+once at the end, in a staging folder renamed into place.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .config import RunConfig
+from .endpoint import generate_via_endpoint
+from .errors import DentbenchError, InfrastructureError, located
+from .fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, iter_jsonl, sha256_json
+from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
+from .loading import attach_adapter, load_base
+from .prompts import limit_prompts, load_prompt_set, stratified_sample
+from .records import Answer, ContestantSummary, GenerationConfig, ModelSpec, PromptSet, RunResult
+from .specs import model_identity, parse_source, resolve_weights
+from .store import Store
+
+PACKAGES = ("dentbench", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "openai", "jinja2", "lm_eval")
+
+
+@dataclass(frozen=True)
+class Contestant:
+    spec: ModelSpec
+    identity: str
+    gen: GenerationConfig
+    base_identity: str | None  # contestants with the same one share a loaded model
+
+
+@dataclass(frozen=True)
+class PlannedAnswer:
+    contestant: str
+    prompt_id: str
+    key: str
+    prompt_text: str  # rendered text for local models, the bare question for endpoints
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def code_revision() -> str:
+    here = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if rev.returncode != 0:
+        return "unknown"
+    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def answer_key(identity: str, prompt_text: str, gen: GenerationConfig) -> str:
+    return sha256_json({"model": identity, "prompt": prompt_text, "generation": gen.to_dict()})
+
+
+def check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{os.getpid()}"
+        probe.write_bytes(b"x")
+        probe.unlink()
+    except OSError as exc:
+        raise InfrastructureError(f"output_dir: cannot write to {folder} ({exc.strerror})") from None
+
+
+def load_replayed_answers(spec: ModelSpec, prompt_set: PromptSet) -> dict[str, str]:
+    """answers:FILE rows are {"id": prompt id, "answer": text}; every id must be in the prompt set.
+
+    `prompt_set` is the whole file, not the run's sample: a replay file may cover more.
+    """
+    known = {item.id for item in prompt_set.items}
+    answers: dict[str, str] = {}
+    for line, row in iter_jsonl(spec.location):
+        if not isinstance(row.get("id"), str) or not isinstance(row.get("answer"), str):
+            raise located(spec.location, line, "answer rows need string fields 'id' and 'answer'")
+        if row["id"] in answers:
+            raise located(spec.location, line, f"duplicate id '{row['id']}'")
+        if row["id"] not in known:
+            raise located(spec.location, line, f"id '{row['id']}' is not in prompt set {prompt_set.version}")
+        answers[row["id"]] = row["answer"]
+    return answers
+
+
+def resolve_contestants(config: RunConfig, store: Store, models_dir: Path) -> list[Contestant]:
+    if not config.contestants:
+        raise DentbenchError(f"{config.source_file}: no contestants (add [[contestants]] or pass --adapter PATH)")
+    resolved = []
+    for index, entry in enumerate(config.contestants, start=1):
+        spec = parse_source(
+            entry.name,
+            entry.source,
+            base=entry.base,
+            api_key_env=entry.api_key_env,
+            chat_format=entry.chat_format,  # type: ignore[arg-type]
+            setting=f"contestant '{entry.name}'",
+        )
+        identity = model_identity(spec, store, models_dir, config.allow_pickle)
+        base_identity = None
+        if spec.kind == "adapter":
+            assert spec.base is not None
+            base_identity = model_identity(spec.base, store, models_dir, config.allow_pickle)
+        elif spec.loads_weights:
+            base_identity = identity
+        resolved.append(Contestant(spec, identity, config.generation(spec.chat_format), base_identity))
+    return resolved
+
+
+def weights_spec(contestant: Contestant) -> ModelSpec:
+    return contestant.spec.base if contestant.spec.kind == "adapter" else contestant.spec  # type: ignore[return-value]
+
+
+def plan_answers(
+    contestants: list[Contestant], prompt_set: PromptSet, models_dir: Path, config: RunConfig
+) -> list[PlannedAnswer]:
+    from transformers import AutoTokenizer
+
+    tokenizers: dict[str, Any] = {}
+    planned = []
+    for c in contestants:
+        tokenizer = None
+        if c.spec.loads_weights:
+            assert c.base_identity is not None
+            if c.base_identity not in tokenizers:
+                folder = resolve_weights(weights_spec(c), models_dir, config.allow_pickle)
+                tokenizers[c.base_identity] = AutoTokenizer.from_pretrained(folder, trust_remote_code=config.trust_remote_code)
+            tokenizer = tokenizers[c.base_identity]
+        for item in prompt_set.items:
+            text = render_prompt(tokenizer, item.question, c.gen) if tokenizer is not None else item.question
+            planned.append(PlannedAnswer(c.spec.name, item.id, answer_key(c.identity, text, c.gen), text))
+    return planned
+
+
+def _store_generated(store: Store, identity_of: dict[str, str]) -> Callable[[list[GeneratedText]], None]:
+    def on_batch(results: list[GeneratedText]) -> None:
+        store.put_answers(
+            Answer("", "", identity_of[r.key], r.text, r.key, r.new_tokens, r.seconds, r.finish_reason) for r in results
+        )
+
+    return on_batch
+
+
+def generate_missing(
+    contestants: list[Contestant],
+    planned: list[PlannedAnswer],
+    missing: set[str],
+    store: Store,
+    models_dir: Path,
+    config: RunConfig,
+    prompt_set: PromptSet,
+) -> None:
+    by_name = {c.spec.name: c for c in contestants}
+    identity_of = {p.key: by_name[p.contestant].identity for p in planned}
+    on_batch = _store_generated(store, identity_of)
+    todo: dict[str, list[PlannedAnswer]] = {}
+    for p in planned:
+        if p.key in missing:
+            todo.setdefault(p.contestant, []).append(p)
+    # local models: one load per base, every adapter of that base attached to it
+    groups: dict[str, list[Contestant]] = {}
+    for c in contestants:
+        if c.spec.loads_weights and c.spec.name in todo:
+            groups.setdefault(c.base_identity or "", []).append(c)
+    for members in groups.values():
+        folder = resolve_weights(weights_spec(members[0]), models_dir, config.allow_pickle)
+        base = load_base(folder, config.precision, trust_remote_code=config.trust_remote_code)  # type: ignore[arg-type]
+        for c in members:
+            if c.spec.kind == "adapter":
+                attach_adapter(base, c.spec.name, Path(c.spec.location))
+        for c in members:
+            rows = [
+                GenerationRow(p.key, c.spec.name if c.spec.kind == "adapter" else None, p.prompt_text)
+                for p in todo[c.spec.name]
+            ]
+            generate_rows(base, rows, c.gen, config.batch_size, on_batch, description=c.spec.name)
+        del base
+        gc.collect()
+        _empty_cuda_cache()
+    for c in contestants:
+        if c.spec.name not in todo or c.spec.loads_weights:
+            continue
+        jobs = todo[c.spec.name]
+        if c.spec.kind == "openai":
+            generate_via_endpoint(
+                c.spec,
+                [(p.key, p.prompt_text) for p in jobs],
+                c.gen,
+                lambda r: on_batch([r]),
+                concurrency=config.concurrency,
+                timeout=config.request_timeout,
+            )
+        elif c.spec.kind == "answers":
+            replayed = load_replayed_answers(c.spec, prompt_set)
+            on_batch(
+                [GeneratedText(p.key, replayed[p.prompt_id], len(replayed[p.prompt_id].split()), 0.0, "replayed")
+                 for p in jobs if p.prompt_id in replayed]
+            )
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def summarise(contestants: list[Contestant], answers: list[Answer], n_prompts: int) -> list[ContestantSummary]:
+    summaries = []
+    for c in contestants:
+        mine = [a for a in answers if a.contestant == c.spec.name]
+        fresh = [a for a in mine if not a.cached and a.finish_reason != "replayed"]
+        seconds = sum(a.seconds for a in fresh)
+        summaries.append(
+            ContestantSummary(
+                name=c.spec.name,
+                kind=c.spec.kind,
+                source=c.spec.source,
+                identity=c.identity,
+                answers=len(mine),
+                generated=len([a for a in mine if not a.cached]),
+                missing=n_prompts - len(mine),
+                mean_answer_words=round(sum(len(a.text.split()) for a in mine) / max(len(mine), 1), 1),
+                tokens_per_second=round(sum(a.new_tokens for a in fresh) / seconds, 1) if seconds > 0 else None,
+            )
+        )
+    return summaries
+
+
+def summary_markdown(result: RunResult) -> str:
+    lines = [
+        f"# dentbench run {result.run_id}",
+        "",
+        f"Prompt set: {result.prompt_set_version} ({result.n_prompts} prompts, sha256 {result.prompt_set_sha256[:12]})",
+        f"Wall time: {result.wall_seconds:.1f} s",
+        "",
+        "| contestant | kind | answers | generated now | missing | mean words | tokens/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in result.contestants:
+        speed = f"{c.tokens_per_second:.1f}" if c.tokens_per_second is not None else "cached"
+        lines.append(f"| {c.name} | {c.kind} | {c.answers} | {c.generated} | {c.missing} | {c.mean_answer_words} | {speed} |")
+    return "\n".join(lines) + "\n"
+
+
+def select_prompts(config: RunConfig) -> tuple[PromptSet, PromptSet]:
+    """(the whole prompt file, the part this run uses)."""
+    full = prompt_set = load_prompt_set(config.prompts)
+    if config.sample_per_category:
+        prompt_set = stratified_sample(prompt_set, config.sample_per_category)
+    if config.limit:
+        prompt_set = limit_prompts(prompt_set, config.limit)
+    return full, prompt_set
+
+
+def run_benchmark(config: RunConfig) -> RunResult:
+    started = time.time()
+    full_set, prompt_set = select_prompts(config)
+    outputs = Path(config.output_dir).resolve()
+    check_writable(outputs / "runs")
+    models_dir = outputs / "models"
+    with Store(outputs / "dentbench.sqlite") as store:
+        contestants = resolve_contestants(config, store, models_dir)
+        for c in contestants:
+            if c.spec.kind == "answers":
+                load_replayed_answers(c.spec, full_set)  # fail on a bad file before any model loads
+        planned = plan_answers(contestants, prompt_set, models_dir, config)
+        cached = store.cached_answers(p.key for p in planned)
+        missing = {p.key for p in planned} - set(cached)
+        generate_missing(contestants, planned, missing, store, models_dir, config, full_set)
+        rows = store.cached_answers(p.key for p in planned)
+        by_name = {c.spec.name: c for c in contestants}
+        answers = [
+            Answer(p.prompt_id, p.contestant, by_name[p.contestant].identity, row[1], p.key, row[2], row[3], row[4],
+                   cached=p.key not in missing)
+            for p in planned
+            if (row := rows.get(p.key)) is not None
+        ]
+        run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(3)
+        run_dir = outputs / "runs" / run_id
+        result = RunResult(
+            run_id=run_id,
+            run_dir=str(run_dir),
+            prompt_set_version=prompt_set.version,
+            prompt_set_sha256=prompt_set.sha256,
+            n_prompts=len(prompt_set.items),
+            contestants=tuple(summarise(contestants, answers, len(prompt_set.items))),
+            wall_seconds=round(time.time() - started, 2),
+        )
+        manifest = {
+            "run_id": run_id,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+            "config": config.to_dict(),
+            "prompt_set": {"path": prompt_set.path, "version": prompt_set.version, "sha256": prompt_set.sha256,
+                           "ids": [item.id for item in prompt_set.items]},
+            "contestants": [
+                {**c.spec.describe(), "identity": c.identity, "base_identity": c.base_identity,
+                 "generation": c.gen.to_dict()}
+                for c in contestants
+            ],
+            "packages": package_versions(),
+            "code_revision": code_revision(),
+            "host": {"python": platform.python_version(), "machine": platform.machine(), "device": _device_name()},
+        }
+        write_run_dir(run_dir, manifest, answers, result)
+        store.record_run(result.to_dict(), [s.to_dict() for s in result.contestants])
+    return result
+
+
+def _device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{os.cpu_count()}"
+
+
+def write_run_dir(run_dir: Path, manifest: dict[str, Any], answers: list[Answer], result: RunResult) -> None:
+    """Write into a hidden staging folder, then rename: the run folder appears complete or not at all."""
+    staging = run_dir.parent / f".staging-{run_dir.name}"
+    try:
+        atomic_write_json(staging / "manifest.json", manifest)
+        atomic_write_jsonl(staging / "answers.jsonl", (a.to_dict() for a in answers))
+        atomic_write_json(staging / "results.json", result.to_dict())
+        atomic_write_text(staging / "summary.md", summary_markdown(result))
+        os.replace(staging, run_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,1 @@
+"""dentbench judges (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""dentbench reports (see ARCHITECTURE.md)."""

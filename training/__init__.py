@@ -1,0 +1,1 @@
+"""dentbench training (see ARCHITECTURE.md)."""
