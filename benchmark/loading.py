@@ -69,7 +69,8 @@ def load_base(folder: Path, precision: Precision = "4bit", *, trust_remote_code:
     return LoadedBase(model=model, tokenizer=tokenizer, folder=folder, adapters={})
 
 
-def _module_shapes(model: Any) -> dict[str, tuple[int, int]]:
+def module_shapes(model: Any) -> dict[str, tuple[int, int]]:
+    """(in_features, out_features) of every linear-like module: what a LoRA must match."""
     shapes = {}
     for name, module in model.named_modules():
         if hasattr(module, "in_features") and hasattr(module, "out_features"):
@@ -77,30 +78,43 @@ def _module_shapes(model: Any) -> dict[str, tuple[int, int]]:
     return shapes
 
 
-def check_adapter_fits(base: LoadedBase, adapter_folder: Path) -> None:
+def base_module_shapes(folder: Path, trust_remote_code: bool = False) -> dict[str, tuple[int, int]]:
+    """Module shapes from config.json alone, on the meta device: no weights read, no memory used."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    return module_shapes(model)
+
+
+def check_adapter_fits(shapes: dict[str, tuple[int, int]], base_name: str, adapter_folder: Path) -> None:
     """Refuse an adapter trained for another architecture with one line, before PEFT's wall of text."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     weights = adapter_folder / "adapter_model.safetensors"
     if not weights.is_file():
         raise DentbenchError(f"{adapter_folder}: no adapter_model.safetensors")
-    model = base.model.get_base_model() if hasattr(base.model, "get_base_model") else base.model
-    shapes = _module_shapes(model)
-    with safe_open(str(weights), framework="pt") as handle:
+    try:
+        handle_cm = safe_open(str(weights), framework="pt")
+    except (SafetensorError, OSError) as exc:
+        raise DentbenchError(f"{weights}: unreadable adapter weights ({exc})") from None
+    with handle_cm as handle:
         for key in handle.keys():
             if ".lora_A." not in key and ".lora_B." not in key:
                 continue
             module = key.split(".lora_")[0].removeprefix("base_model.model.")
             if module not in shapes:
                 raise DentbenchError(
-                    f"{adapter_folder}: adapter does not fit base {base.folder.name}: it targets module '{module}', which the base lacks"
+                    f"{adapter_folder}: adapter does not fit base {base_name}: it targets module '{module}', which the base lacks"
                 )
             fan_in, fan_out = shapes[module]
             shape = handle.get_slice(key).get_shape()
             got, want = (shape[1], fan_in) if ".lora_A." in key else (shape[0], fan_out)
             if got != want:
                 raise DentbenchError(
-                    f"{adapter_folder}: adapter does not fit base {base.folder.name}: module '{module}' "
+                    f"{adapter_folder}: adapter does not fit base {base_name}: module '{module}' "
                     f"has {want} features, the adapter has {got}"
                 )
 
@@ -109,7 +123,8 @@ def attach_adapter(base: LoadedBase, name: str, adapter_folder: Path) -> None:
     """Load a LoRA adapter onto the shared base under `name` (PEFT keeps several at once)."""
     from peft import PeftModel
 
-    check_adapter_fits(base, adapter_folder)
+    model = base.model.get_base_model() if hasattr(base.model, "get_base_model") else base.model
+    check_adapter_fits(module_shapes(model), base.folder.name, adapter_folder)
     config = json.loads((adapter_folder / "adapter_config.json").read_text())
     if config.get("peft_type", "LORA") != "LORA":
         raise DentbenchError(f"{adapter_folder}: peft_type {config.get('peft_type')!r} is not supported (LoRA only)")

@@ -25,7 +25,7 @@ from .endpoint import generate_via_endpoint
 from .errors import DentbenchError, InfrastructureError, located
 from .fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, iter_jsonl, sha256_json
 from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
-from .loading import attach_adapter, load_base
+from .loading import attach_adapter, base_module_shapes, check_adapter_fits, load_base
 from .prompts import limit_prompts, load_prompt_set, stratified_sample
 from .records import Answer, ContestantSummary, GenerationConfig, ModelSpec, PromptSet, RunResult
 from .specs import model_identity, parse_source, resolve_weights
@@ -125,7 +125,21 @@ def resolve_contestants(config: RunConfig, store: Store, models_dir: Path) -> li
         elif spec.loads_weights:
             base_identity = identity
         resolved.append(Contestant(spec, identity, config.generation(spec.chat_format), base_identity))
+    check_adapters(resolved, models_dir, config)
     return resolved
+
+
+def check_adapters(contestants: list[Contestant], models_dir: Path, config: RunConfig) -> None:
+    """Every adapter must fit its base; checked on meta-device shapes before any weights load."""
+    shapes: dict[str, dict[str, tuple[int, int]]] = {}
+    for c in contestants:
+        if c.spec.kind != "adapter":
+            continue
+        assert c.spec.base is not None and c.base_identity is not None
+        folder = resolve_weights(c.spec.base, models_dir, config.allow_pickle)
+        if c.base_identity not in shapes:
+            shapes[c.base_identity] = base_module_shapes(folder, config.trust_remote_code)
+        check_adapter_fits(shapes[c.base_identity], c.spec.base.source, Path(c.spec.location))
 
 
 def weights_spec(contestant: Contestant) -> ModelSpec:

@@ -1,0 +1,88 @@
+"""The answer cache: reruns generate nothing, a changed adapter regenerates only itself,
+and a run killed midway resumes with every answer present exactly once."""
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+from benchmark.config import load_config
+from benchmark.runner import run_benchmark
+
+from .conftest import REPO, SMALL_PROMPTS, make_adapter, write_config
+
+
+def _config(tmp_path, outputs, adapters, **run):
+    settings = {"prompts": str(SMALL_PROMPTS), "max_new_tokens": 12, "batch_size": 4, "output_dir": str(outputs), **run}
+    contestants = [
+        {"name": "base", "source": "embedded:smollm2-135m-instruct"},
+        {"name": "a", "source": str(adapters[0])},
+        {"name": "b", "source": str(adapters[1])},
+    ]
+    return write_config(tmp_path / "run.toml", settings, contestants)
+
+
+def _generated(result):
+    return {c.name: c.generated for c in result.contestants}
+
+
+def test_second_run_generates_nothing_and_changed_adapter_regenerates_only_itself(tmp_path, outputs, adapters, embedded_folder):
+    import shutil
+
+    local = [tmp_path / "a", tmp_path / "b"]
+    for src, dst in zip(adapters, local):
+        shutil.copytree(src, dst)
+    config = load_config(_config(tmp_path, outputs, local))
+    first = run_benchmark(config)
+    assert _generated(first) == {"base": 6, "a": 6, "b": 6}
+    second = run_benchmark(config)
+    assert _generated(second) == {"base": 0, "a": 0, "b": 0}
+    assert [c.identity for c in second.contestants] == [c.identity for c in first.contestants]
+    first_answers = (tmp_path / "outputs" / "runs" / first.run_id / "answers.jsonl").read_text().splitlines()
+    second_answers = (tmp_path / "outputs" / "runs" / second.run_id / "answers.jsonl").read_text().splitlines()
+    assert [json.loads(x)["text"] for x in first_answers] == [json.loads(x)["text"] for x in second_answers]
+
+    shutil.rmtree(local[1])
+    make_adapter(embedded_folder, local[1], seed=99)  # retrained in place: same path, new weights
+    third = run_benchmark(config)
+    assert _generated(third) == {"base": 0, "a": 0, "b": 6}
+    assert third.contestants[2].identity != first.contestants[2].identity
+
+
+def test_killed_run_resumes_with_each_answer_once(tmp_path, outputs, adapters):
+    config = _config(tmp_path, outputs, adapters, batch_size=1, max_new_tokens=24)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark.cli", "run", "--config", str(config)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    store = outputs / "dentbench.sqlite"
+    deadline = time.time() + 240
+    kept = 0
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if store.exists():
+                with sqlite3.connect(store, timeout=30) as db:
+                    kept = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+                if kept >= 4:
+                    break
+            time.sleep(0.2)
+        assert proc.poll() is None, "run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)  # no cleanup handlers run: the hard case
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert 4 <= kept < 18
+    assert not (outputs / "runs").exists() or not [p for p in (outputs / "runs").iterdir() if not p.name.startswith(".")]
+
+    result = run_benchmark(load_config(config))
+    with sqlite3.connect(store) as db:
+        total = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+    assert total == 18
+    assert sum(c.generated for c in result.contestants) <= 18 - kept
+    rows = [json.loads(x) for x in (outputs / "runs" / result.run_id / "answers.jsonl").read_text().splitlines()]
+    pairs = [(r["contestant"], r["prompt_id"]) for r in rows]
+    assert len(pairs) == len(set(pairs)) == 18
