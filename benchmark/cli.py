@@ -106,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(demo)
     demo.set_defaults(handler=lambda a: cmd_run(a, DEMO_CONFIG))
 
+    from .datacli import add_data_commands
+
+    add_data_commands(sub)
+
     runs = sub.add_parser("runs", help="list the runs in the store")
     runs.add_argument("--output-dir", default="outputs")
     runs.set_defaults(handler=cmd_runs)

@@ -28,7 +28,7 @@ class RunConfig:
     prompts: str = "prompts/dental_implant_v1.jsonl"
     contestants: tuple[ContestantConfig, ...] = ()
     max_new_tokens: int = 256
-    batch_size: int = 8
+    batch_size: int = 16
     precision: str = "4bit"
     chat_format: str = "chat_template"
     system_prompt: str | None = None

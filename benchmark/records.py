@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+# The seed's training format: the adapters under test were trained on exactly this (one definition, shared).
+from training.formats import INSTRUCTION_TEMPLATE  # noqa: F401
+
 ChatFormat = Literal["chat_template", "instruction"]
 Precision = Literal["4bit", "8bit", "bf16", "fp32"]
 ContestantKind = Literal["hub", "local", "adapter", "embedded", "openai", "answers"]
 
-# The seed's training format: the adapters under test were trained on exactly this.
-INSTRUCTION_TEMPLATE = "### Instruction:\n{question}\n\n### Response:"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--prompts", default="prompts/dental_implant_v1.jsonl")
     parser.add_argument("--n-prompts", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dentbench-bench-"))
