@@ -64,7 +64,8 @@ def config_from_args(args: argparse.Namespace, default_config: str | None = None
 
 
 def cmd_run(args: argparse.Namespace, default_config: str | None = None) -> int:
-    from .runner import run_benchmark, summary_markdown
+    from .rundir import summary_markdown
+    from .runner import run_benchmark
 
     config = config_from_args(args, default_config)
     result = run_benchmark(config)
@@ -107,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=lambda a: cmd_run(a, DEMO_CONFIG))
 
     from .datacli import add_data_commands
+    from .judgecli import add_judge_commands
 
     add_data_commands(sub)
+    add_judge_commands(sub)
 
     runs = sub.add_parser("runs", help="list the runs in the store")
     runs.add_argument("--output-dir", default="outputs")

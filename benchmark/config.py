@@ -24,6 +24,34 @@ class ContestantConfig:
 
 
 @dataclass(frozen=True)
+class EndpointConfig:
+    model: str
+    base_url: str
+    api_key_env: str = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """[judge]: "reference" (offline, default) or "openai" (any OpenAI-compatible endpoint)."""
+
+    kind: str = "reference"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    rubric: str | None = None  # default: judges/rubrics/dental_v1.toml
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 3
+    parse_retries: int = 2
+    max_tokens: int = 600
+    temperature: float = 0.0
+    repeats: int = 1  # k samples per answer; the spread is reported
+    panel: tuple[EndpointConfig, ...] = ()  # extra endpoint judges; agreement is Krippendorff's alpha
+    pairwise_baseline: str | None = None  # contestant to compare every other one against, both orders
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
 class RunConfig:
     prompts: str = "prompts/dental_implant_v1.jsonl"
     contestants: tuple[ContestantConfig, ...] = ()
@@ -43,6 +71,7 @@ class RunConfig:
     allow_pickle: bool = False
     concurrency: int = 8  # requests in flight per endpoint contestant
     request_timeout: float = 120.0
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
     source_file: str = field(default="<defaults>", compare=False)
 
     def generation(self, chat_format: str | None = None) -> GenerationConfig:
@@ -60,7 +89,13 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in ("contestants", "source_file")}
+RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in ("contestants", "source_file", "judge")}
+JUDGE_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "model": (str,), "base_url": (str,), "api_key_env": (str,), "rubric": (str,),
+    "concurrency": (int,), "timeout": (int, float), "max_retries": (int,), "parse_retries": (int,),
+    "max_tokens": (int,), "temperature": (int, float), "repeats": (int,), "pairwise_baseline": (str,),
+    "enabled": (bool,), "panel": (list,),
+}
 CONTESTANT_FIELDS = {f.name for f in dataclasses.fields(ContestantConfig)}
 TYPES: dict[str, tuple[type, ...]] = {
     "prompts": (str,), "max_new_tokens": (int,), "batch_size": (int,), "precision": (str,), "chat_format": (str,),
@@ -98,9 +133,9 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         except UnicodeDecodeError:
             raise DentbenchError(f"{path}: not valid UTF-8") from None
         source = str(path)
-    unknown = sorted(set(data) - {"run", "contestants"})
+    unknown = sorted(set(data) - {"run", "contestants", "judge"})
     if unknown:
-        raise DentbenchError(f"{source}: unknown section [{unknown[0]}] (known: [run], [[contestants]])")
+        raise DentbenchError(f"{source}: unknown section [{unknown[0]}] (known: [run], [[contestants]], [judge])")
     run = dict(data.get("run", {}))
     for key, value in run.items():
         if key not in RUN_FIELDS:
@@ -126,7 +161,37 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate:
         raise DentbenchError(f"{source}: contestant name '{duplicate}' appears twice")
-    return RunConfig(contestants=tuple(contestants), source_file=source, **run)
+    judge = parse_judge(data.get("judge", {}), f"{source} [judge]")
+    if judge.pairwise_baseline and judge.pairwise_baseline not in names:
+        raise DentbenchError(f"{source} [judge]: pairwise_baseline '{judge.pairwise_baseline}' is not a contestant")
+    return RunConfig(contestants=tuple(contestants), source_file=source, judge=judge, **run)
+
+
+def parse_judge(data: dict[str, Any], where: str) -> JudgeSettings:
+    for key, value in data.items():
+        if key not in JUDGE_TYPES:
+            raise DentbenchError(f"{where}: unknown setting '{key}'")
+        expected = JUDGE_TYPES[key]
+        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
+            raise DentbenchError(f"{where}: '{key}' must be {' or '.join(t.__name__ for t in expected)}")
+        if key in ("concurrency", "repeats", "max_tokens") and value <= 0:
+            raise DentbenchError(f"{where}: '{key}' must be positive, got {value}")
+    kind = data.get("kind", "reference")
+    if kind not in ("reference", "openai"):
+        raise DentbenchError(f"{where}: 'kind' must be reference or openai, got {kind!r}")
+    if kind == "openai" and not (data.get("model") and data.get("base_url")):
+        raise DentbenchError(f"{where}: kind = \"openai\" needs 'model' and 'base_url'")
+    panel = []
+    for index, member in enumerate(data.get("panel", []), start=1):
+        if not isinstance(member, dict) or not member.get("model") or not member.get("base_url"):
+            raise DentbenchError(f"{where}: panel member #{index} needs 'model' and 'base_url'")
+        unknown = sorted(set(member) - {"model", "base_url", "api_key_env"})
+        if unknown:
+            raise DentbenchError(f"{where}: panel member #{index}: unknown setting '{unknown[0]}'")
+        panel.append(EndpointConfig(**member))
+    if panel and kind != "openai":
+        raise DentbenchError(f"{where}: a panel needs kind = \"openai\" for the first judge")
+    return JudgeSettings(**{**data, "panel": tuple(panel)})
 
 
 def with_adapter(config: RunConfig, adapter: str, name: str = "candidate") -> RunConfig:

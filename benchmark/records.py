@@ -139,6 +139,8 @@ class RunResult:
     n_prompts: int
     contestants: tuple[ContestantSummary, ...] = field(default_factory=tuple)
     wall_seconds: float = 0.0
+    judge: dict[str, Any] = field(default_factory=dict)  # judges, rubric and template hashes
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # contestant -> judge aggregates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

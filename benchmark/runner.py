@@ -11,19 +11,18 @@ import gc
 import os
 import platform
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig
 from .endpoint import generate_via_endpoint
 from .errors import DentbenchError, InfrastructureError, located
-from .fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, iter_jsonl, sha256_json
+from .fileio import iter_jsonl, sha256_json
+from .judging import JudgedAnswer, aggregate, build_judges, judge_answers, rubric_for
+from .rundir import code_revision, device_name, package_versions, write_run_dir
 from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
 from .loading import attach_adapter, base_module_shapes, check_adapter_fits, load_base
 from .prompts import limit_prompts, load_prompt_set, stratified_sample
@@ -31,7 +30,7 @@ from .records import Answer, ContestantSummary, GenerationConfig, ModelSpec, Pro
 from .specs import model_identity, parse_source, resolve_weights
 from .store import Store
 
-PACKAGES = ("dentbench", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "openai", "jinja2", "lm_eval")
+
 
 
 @dataclass(frozen=True)
@@ -50,26 +49,10 @@ class PlannedAnswer:
     prompt_text: str  # rendered text for local models, the bare question for endpoints
 
 
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
-def code_revision() -> str:
-    here = Path(__file__).resolve().parent.parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=here, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    if rev.returncode != 0:
-        return "unknown"
-    return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 
 
 def answer_key(identity: str, prompt_text: str, gen: GenerationConfig) -> str:
@@ -262,20 +245,10 @@ def summarise(contestants: list[Contestant], answers: list[Answer], n_prompts: i
     return summaries
 
 
-def summary_markdown(result: RunResult) -> str:
-    lines = [
-        f"# dentbench run {result.run_id}",
-        "",
-        f"Prompt set: {result.prompt_set_version} ({result.n_prompts} prompts, sha256 {result.prompt_set_sha256[:12]})",
-        f"Wall time: {result.wall_seconds:.1f} s",
-        "",
-        "| contestant | kind | answers | generated now | missing | mean words | tokens/s |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for c in result.contestants:
-        speed = f"{c.tokens_per_second:.1f}" if c.tokens_per_second is not None else "cached"
-        lines.append(f"| {c.name} | {c.kind} | {c.answers} | {c.generated} | {c.missing} | {c.mean_answer_words} | {speed} |")
-    return "\n".join(lines) + "\n"
+
+
+
+
 
 
 def select_prompts(config: RunConfig) -> tuple[PromptSet, PromptSet]:
@@ -311,6 +284,19 @@ def run_benchmark(config: RunConfig) -> RunResult:
             for p in planned
             if (row := rows.get(p.key)) is not None
         ]
+        judged: list[JudgedAnswer] = []
+        judge_info: dict[str, Any] = {"enabled": False}
+        if config.judge.enabled:
+            judged = judge_answers(answers, prompt_set, config.judge, store)
+            rubric = rubric_for(config.judge)
+            judge_info = {
+                "enabled": True,
+                "judges": [{"label": j.label, **j.identity, "sha256": j.sha256} for j in build_judges(config.judge)],
+                "rubric": rubric.name,
+                "rubric_sha256": rubric.sha256,
+                "repeats": config.judge.repeats,
+                "api_key_env": config.judge.api_key_env if config.judge.kind == "openai" else None,
+            }
         run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(3)
         run_dir = outputs / "runs" / run_id
         result = RunResult(
@@ -321,6 +307,8 @@ def run_benchmark(config: RunConfig) -> RunResult:
             n_prompts=len(prompt_set.items),
             contestants=tuple(summarise(contestants, answers, len(prompt_set.items))),
             wall_seconds=round(time.time() - started, 2),
+            judge=judge_info,
+            scores=aggregate(judged, [c.spec.name for c in contestants]) if judged else {},
         )
         manifest = {
             "run_id": run_id,
@@ -335,28 +323,13 @@ def run_benchmark(config: RunConfig) -> RunResult:
             ],
             "packages": package_versions(),
             "code_revision": code_revision(),
-            "host": {"python": platform.python_version(), "machine": platform.machine(), "device": _device_name()},
+            "host": {"python": platform.python_version(), "machine": platform.machine(), "device": device_name()},
         }
-        write_run_dir(run_dir, manifest, answers, result)
+        write_run_dir(run_dir, manifest, answers, result, judged)
         store.record_run(result.to_dict(), [s.to_dict() for s in result.contestants])
     return result
 
 
-def _device_name() -> str:
-    import torch
-
-    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu x{os.cpu_count()}"
 
 
-def write_run_dir(run_dir: Path, manifest: dict[str, Any], answers: list[Answer], result: RunResult) -> None:
-    """Write into a hidden staging folder, then rename: the run folder appears complete or not at all."""
-    staging = run_dir.parent / f".staging-{run_dir.name}"
-    try:
-        atomic_write_json(staging / "manifest.json", manifest)
-        atomic_write_jsonl(staging / "answers.jsonl", (a.to_dict() for a in answers))
-        atomic_write_json(staging / "results.json", result.to_dict())
-        atomic_write_text(staging / "summary.md", summary_markdown(result))
-        os.replace(staging, run_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+

@@ -34,6 +34,15 @@ CREATE TABLE IF NOT EXISTS file_digests (
     mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS judgments (
+    key TEXT PRIMARY KEY,
+    answer_key TEXT NOT NULL,
+    judge_sha256 TEXT NOT NULL,
+    rubric_sha256 TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    verdict_json TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
@@ -99,6 +108,29 @@ class Store:
         if model_identity is None:
             return self.db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
         return self.db.execute("SELECT COUNT(*) FROM answers WHERE model_identity=?", (model_identity,)).fetchone()[0]
+
+    # judgments -----------------------------------------------------------
+    def cached_judgments(self, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(keys)
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, verdict in self.db.execute(f"SELECT key, verdict_json FROM judgments WHERE key IN ({marks})", chunk):
+                found[key] = verdict
+        return found
+
+    def put_judgment(self, key: str, answer_key: str, judge_sha256: str, rubric_sha256: str, sample: int,
+                     verdict_json: str) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT OR IGNORE INTO judgments VALUES (?,?,?,?,?,?,?)",
+                (key, answer_key, judge_sha256, rubric_sha256, sample, verdict_json, time.time()),
+            )
+
+    def count_judgments(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
 
     # file digests --------------------------------------------------------
     def file_sha256(self, path: str | Path) -> str:

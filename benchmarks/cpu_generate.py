@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmark.config import ContestantConfig, RunConfig  # noqa: E402
+from benchmark.config import ContestantConfig, JudgeSettings, RunConfig  # noqa: E402
 from benchmark.embedded import materialise  # noqa: E402
 from benchmark.generate import GenerationRow, generate_rows, render_prompt  # noqa: E402
 from benchmark.loading import attach_adapter, load_base  # noqa: E402
@@ -68,6 +68,7 @@ def main() -> None:
     config = RunConfig(
         prompts=str(subset), max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
         output_dir=str(work / "outputs"),
+        judge=JudgeSettings(enabled=False),  # this benchmark times generation only
         contestants=(
             ContestantConfig("base", "embedded:smollm2-135m-instruct"),
             ContestantConfig("adapter_a", str(adapters[0])),

@@ -86,7 +86,7 @@ def test_seed_format_is_accepted(tmp_path):
 
 CONFIG_ERRORS = {
     "unknown run key": ("[run]\nprompts = 'x.jsonl'\nmax_tokens = 5\n", "unknown setting [run].max_tokens"),
-    "unknown section": ("[judge]\nmodel = 'x'\n", "unknown section [judge]"),
+    "unknown section": ("[grader]\nmodel = 'x'\n", "unknown section [grader]"),
     "wrong type": ("[run]\nmax_new_tokens = 'many'\n", "'max_new_tokens' must be int"),
     "bad precision": ("[run]\nprecision = '3bit'\n", "'precision' must be one of"),
     "bad toml": ("[run\n", "invalid TOML"),
