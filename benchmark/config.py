@@ -71,6 +71,7 @@ class RunConfig:
     allow_pickle: bool = False
     concurrency: int = 8  # requests in flight per endpoint contestant
     request_timeout: float = 120.0
+    baseline: str | None = None  # contestant the report and gate compare with (default: the first)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     source_file: str = field(default="<defaults>", compare=False)
 
@@ -101,7 +102,7 @@ TYPES: dict[str, tuple[type, ...]] = {
     "prompts": (str,), "max_new_tokens": (int,), "batch_size": (int,), "precision": (str,), "chat_format": (str,),
     "system_prompt": (str,), "seed": (int,), "do_sample": (bool,), "temperature": (int, float), "top_p": (int, float),
     "sample_per_category": (int,), "limit": (int,), "output_dir": (str,), "trust_remote_code": (bool,),
-    "allow_pickle": (bool,), "concurrency": (int,), "request_timeout": (int, float),
+    "allow_pickle": (bool,), "concurrency": (int,), "request_timeout": (int, float), "baseline": (str,),
 }
 
 
@@ -162,6 +163,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     if duplicate:
         raise DentbenchError(f"{source}: contestant name '{duplicate}' appears twice")
     judge = parse_judge(data.get("judge", {}), f"{source} [judge]")
+    if run.get("baseline") and run["baseline"] not in names:
+        raise DentbenchError(f"{source} [run]: baseline '{run['baseline']}' is not a contestant")
     if judge.pairwise_baseline and judge.pairwise_baseline not in names:
         raise DentbenchError(f"{source} [judge]: pairwise_baseline '{judge.pairwise_baseline}' is not a contestant")
     return RunConfig(contestants=tuple(contestants), source_file=source, judge=judge, **run)

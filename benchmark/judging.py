@@ -65,7 +65,10 @@ def build_judges(settings: JudgeSettings) -> list[Judge]:
             timeout=settings.timeout, max_retries=settings.max_retries, parse_retries=settings.parse_retries,
             temperature=settings.temperature, max_tokens=settings.max_tokens,
         )
-        judges.append(Judge(f"openai:{model}", config.identity, config))
+        label = f"openai:{model}"
+        if any(j.label == label for j in judges):  # same model behind another endpoint: keep labels unique
+            label += f"#{sum(j.label.startswith(label) for j in judges) + 1}"
+        judges.append(Judge(label, config.identity, config))
     return judges
 
 
@@ -149,3 +152,98 @@ def aggregate(judged: Sequence[JudgedAnswer], contestants: Sequence[str]) -> dic
             "judgments": len(mine),
         }
     return out
+
+
+def repeat_spread(judged: Sequence[JudgedAnswer]) -> dict[str, float | None]:
+    """Mean (over answers) of the standard deviation across a judge's k samples, per dimension."""
+    import numpy as np
+
+    groups: dict[tuple[str, str], list[Verdict]] = defaultdict(list)
+    for j in judged:
+        if j.verdict.scored:
+            groups[(j.answer_key, j.judge)].append(j.verdict)
+    out: dict[str, float | None] = {}
+    for dim in DIMENSIONS:
+        spreads = [float(np.std([v.scores[dim] for v in vs])) for vs in groups.values() if len(vs) > 1]  # type: ignore[index]
+        out[dim] = round(sum(spreads) / len(spreads), 4) if spreads else None
+    return out
+
+
+def panel_agreement(judged: Sequence[JudgedAnswer]) -> dict[str, float | None]:
+    """Krippendorff's alpha (interval) between judges over the same answers, per dimension."""
+    import krippendorff
+    import numpy as np
+
+    judges = sorted({j.judge for j in judged})
+    if len(judges) < 2:
+        return {}
+    answers = sorted({j.answer_key for j in judged})
+    out: dict[str, float | None] = {}
+    for dim in DIMENSIONS:
+        table = np.full((len(judges), len(answers)), np.nan)
+        cells: dict[tuple[int, int], list[float]] = defaultdict(list)
+        for j in judged:
+            if j.verdict.scored:
+                cells[(judges.index(j.judge), answers.index(j.answer_key))].append(j.verdict.scores[dim])  # type: ignore[index]
+        for (row, col), values in cells.items():
+            table[row, col] = sum(values) / len(values)
+        try:
+            out[dim] = round(float(krippendorff.alpha(reliability_data=table, level_of_measurement="interval")), 4)
+        except ValueError:  # too few paired values
+            out[dim] = None
+    return out
+
+
+def judge_pairwise(answers: Sequence[Answer], prompt_set: PromptSet, settings: JudgeSettings,
+                   store: Store) -> dict[str, dict[str, Any]]:
+    """Every contestant against settings.pairwise_baseline, both orders, with the first endpoint judge."""
+    from judges.llm_judge import Ask, Answered, ask_all
+    from judges.pairwise import TEMPLATE, combine, parse_winner, render_pairwise_prompt, win_rate
+    from judges.prompting import template_sha256
+
+    judge = build_judges(settings)[0]
+    if judge.endpoint is None or not settings.pairwise_baseline:
+        return {}
+    items = {item.id: item.to_dict() for item in prompt_set.items}
+    by_contestant: dict[str, dict[str, Answer]] = defaultdict(dict)
+    for a in answers:
+        by_contestant[a.contestant][a.prompt_id] = a
+    baseline = by_contestant.get(settings.pairwise_baseline, {})
+    identity = sha256_json({"judge": judge.sha256, "pairwise_template": template_sha256(TEMPLATE)})
+    plans: list[tuple[str, str, str, str]] = []  # (contestant, prompt id, order, key)
+    asks: list[Ask] = []
+    for name, mine in by_contestant.items():
+        if name == settings.pairwise_baseline:
+            continue
+        for prompt_id, answer in mine.items():
+            if prompt_id not in baseline:
+                continue
+            base = baseline[prompt_id]
+            for order, (first, second) in (("candidate_first", (answer, base)), ("baseline_first", (base, answer))):
+                key = sha256_json({"pair": [first.key, second.key], "judge": identity})
+                plans.append((name, prompt_id, order, key))
+                asks.append(Ask(key, render_pairwise_prompt(items[prompt_id], first.text, second.text)))
+    cached = store.cached_judgments(a.key for a in asks)
+    todo = [a for a in asks if a.key not in cached]
+
+    def keep(key: str, answered: Answered) -> None:
+        record = json.dumps({"winner": answered.value, "error": answered.error, "judge_model": answered.model})
+        store.put_judgment(key, key, judge.sha256, "pairwise", 0, record)
+        cached[key] = record
+
+    if todo:
+        try:
+            ask_all(judge.endpoint, todo, lambda _key, text: parse_winner(text), keep, "pairwise judging")
+        except JudgeUnavailable as exc:
+            raise InfrastructureError(f"{exc}; finished pairwise judgments are kept, rerun to finish") from None
+    results: dict[str, dict[str, Any]] = {}
+    outcomes: dict[str, dict[str, dict[str, str | None]]] = defaultdict(lambda: defaultdict(dict))
+    for name, prompt_id, order, key in plans:
+        outcomes[name][prompt_id][order] = json.loads(cached[key])["winner"]
+    for name, per_prompt in outcomes.items():
+        ids = sorted(per_prompt)
+        combined = [combine(per_prompt[i].get("candidate_first"), per_prompt[i].get("baseline_first")) for i in ids]
+        words_c = [len(by_contestant[name][i].text.split()) for i in ids]
+        words_b = [len(baseline[i].text.split()) for i in ids]
+        results[name] = {"baseline": settings.pairwise_baseline, **win_rate(combined, words_c, words_b).to_dict()}
+    return results

@@ -141,6 +141,10 @@ class RunResult:
     wall_seconds: float = 0.0
     judge: dict[str, Any] = field(default_factory=dict)  # judges, rubric and template hashes
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)  # contestant -> judge aggregates
+    baseline: str | None = None  # the contestant others are compared with
+    paired: dict[str, dict[str, Any]] = field(default_factory=dict)  # contestant -> paired differences vs baseline
+    by_category: dict[str, dict[str, float | None]] = field(default_factory=dict)  # category -> contestant -> overall
+    lm_eval: dict[str, dict[str, Any]] = field(default_factory=dict)  # contestant -> "task.metric" -> value, stderr
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

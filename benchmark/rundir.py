@@ -15,6 +15,7 @@ from typing import Any
 from .fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text
 from .judging import JudgedAnswer
 from .records import Answer, RunResult
+from .reporting import write_run_report
 
 PACKAGES = ("dentbench", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "openai", "jinja2", "lm_eval")
 
@@ -87,6 +88,7 @@ def write_run_dir(run_dir: Path, manifest: dict[str, Any], answers: list[Answer]
         atomic_write_json(staging / "results.json", result.to_dict())
         if judged:
             atomic_write_jsonl(staging / "judgments.jsonl", (j.to_dict() for j in judged))
+        write_run_report(staging)  # last: it reads the files above
         atomic_write_text(staging / "summary.md", summary_markdown(result))
         os.replace(staging, run_dir)
     except BaseException:

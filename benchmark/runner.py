@@ -21,7 +21,11 @@ from .config import RunConfig
 from .endpoint import generate_via_endpoint
 from .errors import DentbenchError, InfrastructureError, located
 from .fileio import iter_jsonl, sha256_json
-from .judging import JudgedAnswer, aggregate, build_judges, judge_answers, rubric_for
+from .analysis import by_category, paired_comparisons, per_prompt_scores
+from .judging import (
+    JudgedAnswer, aggregate, build_judges, judge_answers, judge_pairwise, panel_agreement, repeat_spread, rubric_for,
+)
+from .reporting import write_leaderboard
 from .rundir import code_revision, device_name, package_versions, write_run_dir
 from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
 from .loading import attach_adapter, base_module_shapes, check_adapter_fits, load_base
@@ -296,9 +300,15 @@ def run_benchmark(config: RunConfig) -> RunResult:
                 "rubric_sha256": rubric.sha256,
                 "repeats": config.judge.repeats,
                 "api_key_env": config.judge.api_key_env if config.judge.kind == "openai" else None,
+                "repeat_spread": repeat_spread(judged) if config.judge.repeats > 1 else None,
+                "panel_alpha": panel_agreement(judged) or None,
+                "pairwise": judge_pairwise(answers, prompt_set, config.judge, store) or None,
             }
         run_id = time.strftime("%Y%m%d-%H%M%S", time.localtime(started)) + "-" + secrets.token_hex(3)
         run_dir = outputs / "runs" / run_id
+        names = [c.spec.name for c in contestants]
+        baseline = config.baseline or names[0]
+        prompt_scores = per_prompt_scores([j.to_dict() for j in judged])
         result = RunResult(
             run_id=run_id,
             run_dir=str(run_dir),
@@ -308,7 +318,10 @@ def run_benchmark(config: RunConfig) -> RunResult:
             contestants=tuple(summarise(contestants, answers, len(prompt_set.items))),
             wall_seconds=round(time.time() - started, 2),
             judge=judge_info,
-            scores=aggregate(judged, [c.spec.name for c in contestants]) if judged else {},
+            scores=aggregate(judged, names) if judged else {},
+            baseline=baseline,
+            paired=paired_comparisons(prompt_scores, baseline) if judged else {},
+            by_category=by_category(prompt_scores, prompt_set) if judged else {},
         )
         manifest = {
             "run_id": run_id,
@@ -327,6 +340,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
         }
         write_run_dir(run_dir, manifest, answers, result, judged)
         store.record_run(result.to_dict(), [s.to_dict() for s in result.contestants])
+    write_leaderboard(outputs)
     return result
 
 

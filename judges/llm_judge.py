@@ -1,9 +1,10 @@
-"""The LLM rubric judge over any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, `transformers serve`).
+"""LLM judges over any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, `transformers serve`).
 
-Transport faults (429, 5xx, timeouts, refused connections) are retried with backoff by
-the openai client itself; a judge still down after that raises JudgeUnavailable, and
-every verdict already handed to `on_verdict` stays stored. A reply that cannot be parsed
-gets at most `parse_retries` corrective retries, then is recorded as unscored.
+`ask_all` is the shared engine: requests fan out behind a semaphore; transport faults
+(429, 5xx, timeouts, refused connections) are retried with backoff by the openai client
+itself, and a judge still down after that raises JudgeUnavailable, while every result
+already handed to `on_result` stays stored. A reply that cannot be parsed gets at most
+`parse_retries` corrective retries and is then recorded as unscored (never as a 1).
 """
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import asyncio
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .parsing import ReplyError, parse_reply
 from .prompting import render_rubric_prompt, template_sha256
 from .rubric import Rubric
 from .types import Verdict, unscored
+
+T = TypeVar("T")
 
 
 class JudgeUnavailable(RuntimeError):
@@ -46,18 +49,27 @@ class EndpointJudgeConfig:
 
 
 @dataclass(frozen=True)
-class JudgeRequest:
-    key: str  # the judgment's cache key
-    item: dict[str, Any]  # PromptItem.to_dict()
-    answer: str
-    sample: int = 0  # repeat index (k samples per item)
+class Ask:
+    key: str
+    prompt: str
+    seed_offset: int = 0  # repeat index: k samples of one prompt differ by seed
+
+
+@dataclass(frozen=True)
+class Answered:
+    """A parsed reply, or the reason there is none."""
+
+    value: Any | None
+    model: str
+    raw: str
+    error: str | None = None
 
 
 FIX_REPLY = "Your reply could not be used ({reason}). Reply again with only the JSON object in the required shape."
 
 
-async def _judge_all(config: EndpointJudgeConfig, rubric: Rubric, requests: Sequence[JudgeRequest],
-                     on_verdict: Callable[[str, Verdict], None], progress: Any) -> None:
+async def _ask_all(config: EndpointJudgeConfig, asks: Sequence[Ask], parse: Callable[[str, str], T],
+                   on_result: Callable[[str, Answered], None], progress: Any) -> None:
     import openai
 
     client = openai.AsyncOpenAI(
@@ -66,40 +78,36 @@ async def _judge_all(config: EndpointJudgeConfig, rubric: Rubric, requests: Sequ
     )
     gate = asyncio.Semaphore(config.concurrency)
 
-    async def one(request: JudgeRequest) -> None:
-        prompt = render_rubric_prompt(request.item, request.answer, rubric, config.template)
-        messages: list[dict[str, str]] = [{"role": "user", "content": prompt}]
-        n_points, n_flags = len(request.item.get("key_points", ())), len(request.item.get("red_flags", ()))
-        reason, reply_text, model = "", "", config.model
+    async def one(ask: Ask) -> None:
+        messages: list[dict[str, str]] = [{"role": "user", "content": ask.prompt}]
+        reason, text, model = "", "", config.model
+        result: Answered | None = None
         async with gate:
             for attempt in range(1 + config.parse_retries):
                 try:
                     reply = await client.chat.completions.create(
                         model=config.model, messages=messages, temperature=config.temperature,
-                        seed=config.seed + request.sample + attempt, max_tokens=config.max_tokens,
+                        seed=config.seed + ask.seed_offset + attempt, max_tokens=config.max_tokens,
                     )
                 except openai.BadRequestError as exc:  # this prompt, not the judge: record and go on
-                    verdict = unscored(f"endpoint refused the request: {exc.message[:200]}", model)
+                    result = Answered(None, model, "", f"endpoint refused the request: {exc.message[:200]}")
                     break
                 model = reply.model or config.model
-                reply_text = reply.choices[0].message.content or "" if reply.choices else ""
+                text = (reply.choices[0].message.content or "") if reply.choices else ""
                 try:
-                    parsed = parse_reply(reply_text, rubric.dimension_names, n_points, n_flags)
+                    result = Answered(parse(ask.key, text), model, text[:2000])
+                    break
                 except ReplyError as exc:
                     reason = str(exc)
-                    messages = messages[:1] + [{"role": "assistant", "content": reply_text},
+                    messages = messages[:1] + [{"role": "assistant", "content": text},
                                                {"role": "user", "content": FIX_REPLY.format(reason=reason)}]
-                    continue
-                verdict = Verdict(parsed.scores, parsed.rationales, parsed.key_points, parsed.red_flags,
-                                  judge_model=model, raw_reply=reply_text[:2000])
-                break
-            else:
-                verdict = unscored(f"unparseable after {1 + config.parse_retries} tries: {reason}", model, reply_text)
-        on_verdict(request.key, verdict)
+        if result is None:
+            result = Answered(None, model, text[:2000], f"unparseable after {1 + config.parse_retries} tries: {reason}")
+        on_result(ask.key, result)
         if progress is not None:
             progress.update(1)
 
-    tasks = [asyncio.create_task(one(r)) for r in requests]
+    tasks = [asyncio.create_task(one(a)) for a in asks]
     try:
         await asyncio.gather(*tasks)
     except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError) as exc:
@@ -113,9 +121,38 @@ async def _judge_all(config: EndpointJudgeConfig, rubric: Rubric, requests: Sequ
         await client.close()
 
 
-def judge_with_endpoint(config: EndpointJudgeConfig, rubric: Rubric, requests: Sequence[JudgeRequest],
-                        on_verdict: Callable[[str, Verdict], None], description: str = "judging") -> None:
+def ask_all(config: EndpointJudgeConfig, asks: Sequence[Ask], parse: Callable[[str, str], T],
+            on_result: Callable[[str, Answered], None], description: str = "judging") -> None:
     from tqdm.auto import tqdm
 
-    with tqdm(total=len(requests), desc=description, unit="answer", disable=None) as progress:
-        asyncio.run(_judge_all(config, rubric, requests, on_verdict, progress))
+    with tqdm(total=len(asks), desc=description, unit="request", disable=None) as progress:
+        asyncio.run(_ask_all(config, asks, parse, on_result, progress))
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    key: str  # the judgment's cache key
+    item: dict[str, Any]  # PromptItem.to_dict()
+    answer: str
+    sample: int = 0  # repeat index (k samples per item)
+
+
+def judge_with_endpoint(config: EndpointJudgeConfig, rubric: Rubric, requests: Sequence[JudgeRequest],
+                        on_verdict: Callable[[str, Verdict], None], description: str = "judging") -> None:
+    """The rubric judge: one verdict per request, handed to `on_verdict` as it arrives."""
+    items = {r.key: r.item for r in requests}
+
+    def parse(key: str, text: str) -> Any:
+        item = items[key]
+        return parse_reply(text, rubric.dimension_names, len(item.get("key_points", ())), len(item.get("red_flags", ())))
+
+    def to_verdict(key: str, answered: Answered) -> None:
+        if answered.value is None:
+            on_verdict(key, unscored(answered.error or "no reply", answered.model, answered.raw))
+            return
+        parsed = answered.value
+        on_verdict(key, Verdict(parsed.scores, parsed.rationales, parsed.key_points, parsed.red_flags,
+                                judge_model=answered.model, raw_reply=answered.raw))
+
+    asks = [Ask(r.key, render_rubric_prompt(r.item, r.answer, rubric, config.template), r.sample) for r in requests]
+    ask_all(config, asks, parse, to_verdict, description)

@@ -76,41 +76,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def served_model(embedded_folder, tmp_path_factory):
-    """A real `transformers serve` of the embedded model on a loopback port: (base_url, model, log)."""
+def start_server(folder: Path, port: int, log: Path, cache: Path):
+    """Start `transformers serve` on 127.0.0.1:port and wait for /health (at most 120 s)."""
     import subprocess
     import sys
     import time
     import urllib.request
 
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    cache = tmp_path_factory.mktemp("hf_cache")
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     cli = Path(sys.executable).parent / "transformers"
-    with log.open("w") as handle:
+    with log.open("a") as handle:
         proc = subprocess.Popen(
-            [str(cli), "serve", str(embedded_folder), "--host", "127.0.0.1", "--port", str(port)],
+            [str(cli), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)],
             stdout=handle, stderr=subprocess.STDOUT, env=env,
         )
-    url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as reply:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
                 if reply.status == 200:
-                    break
+                    return proc
         except OSError:
             time.sleep(0.5)
         if proc.poll() is not None:
             raise RuntimeError(f"transformers serve exited: {log.read_text()[-2000:]}")
-    else:
-        proc.kill()
-        raise RuntimeError("transformers serve did not become healthy in 120 s")
-    yield url + "/v1", str(embedded_folder), log
+    proc.kill()
+    raise RuntimeError("transformers serve did not become healthy in 120 s")
+
+
+def stop_server(proc) -> None:
+    import subprocess
+
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def served_model(embedded_folder, tmp_path_factory):
+    """A real `transformers serve` of the embedded model on a loopback port: (base_url, model, log)."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    proc = start_server(embedded_folder, port, log, tmp_path_factory.mktemp("hf_cache"))
+    yield f"http://127.0.0.1:{port}/v1", str(embedded_folder), log
+    stop_server(proc)
