@@ -128,6 +128,20 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lmeval(args: argparse.Namespace) -> int:
+    from .runner import run_lm_eval_only
+
+    results = run_lm_eval_only(config_from_args(args))
+    for name, metrics in results.items():
+        for metric, value in metrics.items():
+            if "skipped" in value:
+                print(f"{name:<24} {metric:<40} skipped: {value['skipped']}")
+            else:
+                stderr = f" ± {value['stderr']:.4f}" if value.get("stderr") is not None else ""
+                print(f"{name:<24} {metric:<40} {value['value']:.4f}{stderr}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .reporting import write_run_report
 
@@ -169,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_commands(sub)
     add_judge_commands(sub)
+
+    lmeval = sub.add_parser("lmeval", help="run the config's lm-eval tasks for every contestant (no generation or judging)",
+                            description="lm-eval tasks ([lm_eval] in the config; default dental_implant_mcq) on the same 4-bit "
+                                        "(PEFT) weights the generator uses; results are cached in the store.")
+    add_run_options(lmeval)
+    lmeval.set_defaults(handler=cmd_lmeval)
 
     gate = sub.add_parser("gate", help="apply CI gates to a finished run (exit 0 pass, 1 fail, 2 bad input, 3 infra)",
                           description="Check a run's results against configs/gates.toml-style rules.")

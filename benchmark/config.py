@@ -11,6 +11,11 @@ from .errors import DentbenchError
 from .records import GenerationConfig
 
 CHAT_FORMATS = ("chat_template", "instruction")
+MEDICAL_SUITE = (  # lm-eval's standard medical tasks, for users with Hub access
+    "medmcqa", "medqa_4options", "pubmedqa", "mmlu_anatomy", "mmlu_clinical_knowledge", "mmlu_college_medicine",
+    "mmlu_medical_genetics", "mmlu_professional_medicine", "mmlu_college_biology",
+)
+TASK_ALIASES = {"medical_suite": MEDICAL_SUITE}
 PRECISIONS = ("4bit", "8bit", "bf16", "fp32")
 
 
@@ -52,6 +57,24 @@ class JudgeSettings:
 
 
 @dataclass(frozen=True)
+class LmEvalSettings:
+    """[lm_eval]: tasks run for every contestant after generation (off unless the section exists)."""
+
+    tasks: tuple[str, ...] = ("dental_implant_mcq",)
+    num_fewshot: int = 0
+    limit: int | None = None  # items per task (keep CPU runs short)
+    batch_size: int = 8
+    apply_chat_template: bool = False
+    enabled: bool = False
+
+    def expanded(self) -> list[str]:
+        out: list[str] = []
+        for task in self.tasks:
+            out += [t for t in TASK_ALIASES.get(task, (task,)) if t not in out]
+        return out
+
+
+@dataclass(frozen=True)
 class RunConfig:
     prompts: str = "prompts/dental_implant_v1.jsonl"
     contestants: tuple[ContestantConfig, ...] = ()
@@ -73,6 +96,7 @@ class RunConfig:
     request_timeout: float = 120.0
     baseline: str | None = None  # contestant the report and gate compare with (default: the first)
     judge: JudgeSettings = field(default_factory=JudgeSettings)
+    lm_eval: LmEvalSettings = field(default_factory=LmEvalSettings)
     source_file: str = field(default="<defaults>", compare=False)
 
     def generation(self, chat_format: str | None = None) -> GenerationConfig:
@@ -90,7 +114,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
-RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in ("contestants", "source_file", "judge")}
+RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)
+              if f.name not in ("contestants", "source_file", "judge", "lm_eval")}
+LM_EVAL_TYPES: dict[str, tuple[type, ...]] = {
+    "tasks": (list,), "num_fewshot": (int,), "limit": (int,), "batch_size": (int,), "apply_chat_template": (bool,),
+    "enabled": (bool,),
+}
 JUDGE_TYPES: dict[str, tuple[type, ...]] = {
     "kind": (str,), "model": (str,), "base_url": (str,), "api_key_env": (str,), "rubric": (str,),
     "concurrency": (int,), "timeout": (int, float), "max_retries": (int,), "parse_retries": (int,),
@@ -134,9 +163,9 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         except UnicodeDecodeError:
             raise DentbenchError(f"{path}: not valid UTF-8") from None
         source = str(path)
-    unknown = sorted(set(data) - {"run", "contestants", "judge"})
+    unknown = sorted(set(data) - {"run", "contestants", "judge", "lm_eval"})
     if unknown:
-        raise DentbenchError(f"{source}: unknown section [{unknown[0]}] (known: [run], [[contestants]], [judge])")
+        raise DentbenchError(f"{source}: unknown section [{unknown[0]}] (known: [run], [[contestants]], [judge], [lm_eval])")
     run = dict(data.get("run", {}))
     for key, value in run.items():
         if key not in RUN_FIELDS:
@@ -167,7 +196,23 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         raise DentbenchError(f"{source} [run]: baseline '{run['baseline']}' is not a contestant")
     if judge.pairwise_baseline and judge.pairwise_baseline not in names:
         raise DentbenchError(f"{source} [judge]: pairwise_baseline '{judge.pairwise_baseline}' is not a contestant")
-    return RunConfig(contestants=tuple(contestants), source_file=source, judge=judge, **run)
+    lm_eval = parse_lm_eval(data["lm_eval"], f"{source} [lm_eval]") if "lm_eval" in data else LmEvalSettings()
+    return RunConfig(contestants=tuple(contestants), source_file=source, judge=judge, lm_eval=lm_eval, **run)
+
+
+def parse_lm_eval(data: dict[str, Any], where: str) -> LmEvalSettings:
+    for key, value in data.items():
+        if key not in LM_EVAL_TYPES:
+            raise DentbenchError(f"{where}: unknown setting '{key}'")
+        if isinstance(value, bool) and bool not in LM_EVAL_TYPES[key] or not isinstance(value, LM_EVAL_TYPES[key]):
+            raise DentbenchError(f"{where}: '{key}' must be {' or '.join(t.__name__ for t in LM_EVAL_TYPES[key])}")
+    tasks = data.get("tasks", ["dental_implant_mcq"])
+    if not tasks or not all(isinstance(t, str) and t for t in tasks):
+        raise DentbenchError(f"{where}: 'tasks' must be a non-empty list of task names")
+    for key in ("limit", "batch_size"):
+        if key in data and data[key] <= 0:
+            raise DentbenchError(f"{where}: '{key}' must be positive")
+    return LmEvalSettings(**{**data, "tasks": tuple(tasks), "enabled": data.get("enabled", True)})
 
 
 def parse_judge(data: dict[str, Any], where: str) -> JudgeSettings:

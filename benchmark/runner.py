@@ -19,8 +19,8 @@ from typing import Any
 
 from .config import RunConfig
 from .endpoint import generate_via_endpoint
-from .errors import DentbenchError, InfrastructureError, located
-from .fileio import iter_jsonl, sha256_json
+from .errors import InfrastructureError, located
+from .fileio import atomic_write_json, iter_jsonl, sha256_json
 from .analysis import by_category, paired_comparisons, per_prompt_scores
 from .judging import (
     JudgedAnswer, aggregate, build_judges, judge_answers, judge_pairwise, panel_agreement, repeat_spread, rubric_for,
@@ -28,21 +28,18 @@ from .judging import (
 from .reporting import write_leaderboard
 from .rundir import code_revision, device_name, package_versions, write_run_dir
 from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
-from .loading import attach_adapter, base_module_shapes, check_adapter_fits, load_base
+from .contestants import Contestant, resolve_contestants, weights_spec
+from .lmeval import collect_tasks, dump, evaluate_loaded, lm_eval_version, plan_tasks
+from .loading import attach_adapter, load_base
 from .prompts import limit_prompts, load_prompt_set, stratified_sample
 from .records import Answer, ContestantSummary, GenerationConfig, ModelSpec, PromptSet, RunResult
-from .specs import model_identity, parse_source, resolve_weights
+from .specs import resolve_weights
 from .store import Store
 
 
 
 
-@dataclass(frozen=True)
-class Contestant:
-    spec: ModelSpec
-    identity: str
-    gen: GenerationConfig
-    base_identity: str | None  # contestants with the same one share a loaded model
+
 
 
 @dataclass(frozen=True)
@@ -91,46 +88,13 @@ def load_replayed_answers(spec: ModelSpec, prompt_set: PromptSet) -> dict[str, s
     return answers
 
 
-def resolve_contestants(config: RunConfig, store: Store, models_dir: Path) -> list[Contestant]:
-    if not config.contestants:
-        raise DentbenchError(f"{config.source_file}: no contestants (add [[contestants]] or pass --adapter PATH)")
-    resolved = []
-    for index, entry in enumerate(config.contestants, start=1):
-        spec = parse_source(
-            entry.name,
-            entry.source,
-            base=entry.base,
-            api_key_env=entry.api_key_env,
-            chat_format=entry.chat_format,  # type: ignore[arg-type]
-            setting=f"contestant '{entry.name}'",
-        )
-        identity = model_identity(spec, store, models_dir, config.allow_pickle)
-        base_identity = None
-        if spec.kind == "adapter":
-            assert spec.base is not None
-            base_identity = model_identity(spec.base, store, models_dir, config.allow_pickle)
-        elif spec.loads_weights:
-            base_identity = identity
-        resolved.append(Contestant(spec, identity, config.generation(spec.chat_format), base_identity))
-    check_adapters(resolved, models_dir, config)
-    return resolved
 
 
-def check_adapters(contestants: list[Contestant], models_dir: Path, config: RunConfig) -> None:
-    """Every adapter must fit its base; checked on meta-device shapes before any weights load."""
-    shapes: dict[str, dict[str, tuple[int, int]]] = {}
-    for c in contestants:
-        if c.spec.kind != "adapter":
-            continue
-        assert c.spec.base is not None and c.base_identity is not None
-        folder = resolve_weights(c.spec.base, models_dir, config.allow_pickle)
-        if c.base_identity not in shapes:
-            shapes[c.base_identity] = base_module_shapes(folder, config.trust_remote_code)
-        check_adapter_fits(shapes[c.base_identity], c.spec.base.source, Path(c.spec.location))
 
 
-def weights_spec(contestant: Contestant) -> ModelSpec:
-    return contestant.spec.base if contestant.spec.kind == "adapter" else contestant.spec  # type: ignore[return-value]
+
+
+
 
 
 def plan_answers(
@@ -171,7 +135,11 @@ def generate_missing(
     models_dir: Path,
     config: RunConfig,
     prompt_set: PromptSet,
+    task_todo: dict[str, list[tuple[str, str]]] | None = None,
+    task_manager: Any = None,
 ) -> None:
+    """Generate what the cache lacks and run missing lm-eval tasks, loading each base once."""
+    task_todo = task_todo or {}
     by_name = {c.spec.name: c for c in contestants}
     identity_of = {p.key: by_name[p.contestant].identity for p in planned}
     on_batch = _store_generated(store, identity_of)
@@ -182,7 +150,7 @@ def generate_missing(
     # local models: one load per base, every adapter of that base attached to it
     groups: dict[str, list[Contestant]] = {}
     for c in contestants:
-        if c.spec.loads_weights and c.spec.name in todo:
+        if c.spec.loads_weights and (c.spec.name in todo or task_todo.get(c.spec.name)):
             groups.setdefault(c.base_identity or "", []).append(c)
     for members in groups.values():
         folder = resolve_weights(weights_spec(members[0]), models_dir, config.allow_pickle)
@@ -193,9 +161,18 @@ def generate_missing(
         for c in members:
             rows = [
                 GenerationRow(p.key, c.spec.name if c.spec.kind == "adapter" else None, p.prompt_text)
-                for p in todo[c.spec.name]
+                for p in todo.get(c.spec.name, [])
             ]
-            generate_rows(base, rows, c.gen, config.batch_size, on_batch, description=c.spec.name)
+            if rows:
+                generate_rows(base, rows, c.gen, config.batch_size, on_batch, description=c.spec.name)
+        for c in members:  # lm-eval on the same loaded weights, adapters switched the same way
+            pending = [(task, key) for task, key in task_todo.get(c.spec.name, [])
+                       if key not in store.cached_task_results([key])]  # a twin contestant may have done it
+            if pending:
+                adapter = c.spec.name if c.spec.kind == "adapter" else None
+                results = evaluate_loaded(base, adapter, [t for t, _ in pending], config.lm_eval, task_manager)
+                for task, key in pending:
+                    store.put_task_result(key, c.identity, task, dump(results[task]))
         del base
         gc.collect()
         _empty_cuda_cache()
@@ -225,6 +202,15 @@ def _empty_cuda_cache() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+
+
+
+
+
+
+
 
 
 def summarise(contestants: list[Contestant], answers: list[Answer], n_prompts: int) -> list[ContestantSummary]:
@@ -279,7 +265,9 @@ def run_benchmark(config: RunConfig) -> RunResult:
         planned = plan_answers(contestants, prompt_set, models_dir, config)
         cached = store.cached_answers(p.key for p in planned)
         missing = {p.key for p in planned} - set(cached)
-        generate_missing(contestants, planned, missing, store, models_dir, config, full_set)
+        tasks = plan_tasks(contestants, config, store)
+        generate_missing(contestants, planned, missing, store, models_dir, config, full_set, tasks.todo, tasks.manager)
+        lm_eval_results = collect_tasks(contestants, tasks, store)
         rows = store.cached_answers(p.key for p in planned)
         by_name = {c.spec.name: c for c in contestants}
         answers = [
@@ -322,6 +310,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
             baseline=baseline,
             paired=paired_comparisons(prompt_scores, baseline) if judged else {},
             by_category=by_category(prompt_scores, prompt_set) if judged else {},
+            lm_eval=lm_eval_results,
         )
         manifest = {
             "run_id": run_id,
@@ -334,6 +323,7 @@ def run_benchmark(config: RunConfig) -> RunResult:
                  "generation": c.gen.to_dict()}
                 for c in contestants
             ],
+            "lm_eval": {"version": lm_eval_version(), "tasks": tasks.fingerprints} if config.lm_eval.enabled else None,
             "packages": package_versions(),
             "code_revision": code_revision(),
             "host": {"python": platform.python_version(), "machine": platform.machine(), "device": device_name()},
@@ -347,3 +337,23 @@ def run_benchmark(config: RunConfig) -> RunResult:
 
 
 
+
+
+def run_lm_eval_only(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """`dentbench lmeval`: the config's lm-eval tasks for every contestant, no generation or judging."""
+    import dataclasses
+
+    if not config.lm_eval.enabled:
+        config = dataclasses.replace(config, lm_eval=dataclasses.replace(config.lm_eval, enabled=True))
+    outputs = Path(config.output_dir).resolve()
+    check_writable(outputs / "lmeval")
+    with Store(outputs / "dentbench.sqlite") as store:
+        contestants = resolve_contestants(config, store, outputs / "models")
+        tasks = plan_tasks(contestants, config, store)
+        generate_missing(contestants, [], set(), store, outputs / "models", config, PromptSet("", "", "", ()),
+                         tasks.todo, tasks.manager)
+        results = collect_tasks(contestants, tasks, store)
+    atomic_write_json(outputs / "lmeval" / f"{time.strftime('%Y%m%d-%H%M%S')}.json",
+                      {"lm_eval_version": lm_eval_version(), "tasks": tasks.fingerprints,
+                       "identities": {c.spec.name: c.identity for c in contestants}, "results": results})
+    return results

@@ -43,6 +43,13 @@ CREATE TABLE IF NOT EXISTS judgments (
     verdict_json TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS task_results (
+    key TEXT PRIMARY KEY,
+    model_identity TEXT NOT NULL,
+    task TEXT NOT NULL,
+    result_json TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     created_at REAL NOT NULL,
@@ -131,6 +138,20 @@ class Store:
 
     def count_judgments(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+
+    # lm-eval task results -------------------------------------------------
+    def cached_task_results(self, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(keys)
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        return dict(self.db.execute(f"SELECT key, result_json FROM task_results WHERE key IN ({marks})", keys).fetchall())
+
+    def put_task_result(self, key: str, model_identity: str, task: str, result_json: str) -> None:
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO task_results VALUES (?,?,?,?,?)",
+                            (key, model_identity, task, result_json, time.time()))
 
     # file digests --------------------------------------------------------
     def file_sha256(self, path: str | Path) -> str:
