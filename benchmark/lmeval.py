@@ -42,6 +42,15 @@ def prepare_tasks(mcq_data: Path = MCQ_DATA) -> Path:
     return folder
 
 
+def check_mcq_data(path: Path) -> None:
+    """A malformed MCQ row is named by file and line before lm-eval sees it."""
+    from .datafiles import validate_file
+
+    problems = validate_file(path, "mcq")
+    if problems:
+        raise DentbenchError(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+
+
 def task_manager(include: Path) -> Any:
     import logging
 
@@ -112,9 +121,49 @@ def evaluate_loaded(base: Any, adapter: str | None, tasks: Sequence[str], settin
 
 
 def skipped_for(kind: str) -> str:
-    if kind == "answers":
-        return "pre-generated answers: no model to score"
-    return "endpoint contestant: log-likelihood tasks need the weights (generative tasks via lm-eval's API models are not wired yet)"
+    return "pre-generated answers: no model to score"
+
+
+LOGLIKELIHOOD_SKIP = "log-likelihood task: an OpenAI-compatible endpoint returns no token log-probabilities for lm-eval"
+
+
+def output_type(task: str, manager: Any) -> str | None:
+    """A task's output type from its config, without loading its dataset."""
+    entry = manager.task_index.get(task)
+    config = getattr(entry, "cfg", None) or {}
+    if not config and getattr(entry, "yaml_path", None):
+        import yaml
+
+        config = yaml.safe_load(Path(entry.yaml_path).read_text().replace("!function", "")) or {}
+    return config.get("output_type")
+
+
+def evaluate_endpoint(spec: Any, tasks: Sequence[str], settings: LmEvalSettings, manager: Any,
+                      concurrency: int) -> dict[str, dict[str, Any]]:
+    """Generative tasks through lm-eval's chat-completions model; log-likelihood tasks are skipped."""
+    import os
+
+    from lm_eval import simple_evaluate
+
+    results: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        if output_type(task, manager) != "generate_until":
+            results[task] = {"skipped": LOGLIKELIHOOD_SKIP}
+            continue
+        args: dict[str, Any] = {"model": spec.endpoint_model, "base_url": spec.location.rstrip("/") + "/chat/completions",
+                                "num_concurrent": concurrency, "max_retries": 2, "tokenized_requests": False}
+        key = os.environ.get(spec.api_key_env or "")
+        if key:
+            args["auth_token"] = key  # in memory only: lm-eval's own output is parsed, never stored
+        try:
+            out = simple_evaluate(model="local-chat-completions", model_args=args, tasks=[task], limit=settings.limit,
+                                  num_fewshot=settings.num_fewshot, task_manager=manager, apply_chat_template=True,
+                                  log_samples=False, verbosity="ERROR")
+        except (ConnectionError, OSError, ValueError, RuntimeError) as exc:
+            results[task] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            continue
+        results[task] = {"metrics": parse_results(task, out["results"])}
+    return results
 
 
 def flatten(per_task: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -144,11 +193,13 @@ def plan_tasks(contestants: list[Contestant], config: RunConfig, store: Store) -
     """Which lm-eval results the store lacks; unknown task names fail here, before any work."""
     if not config.lm_eval.enabled:
         return TaskPlan()
+    if any(t.startswith("dental_implant_mcq") for t in config.lm_eval.expanded()):
+        check_mcq_data(MCQ_DATA)
     manager = task_manager(prepare_tasks())
     check_tasks(config.lm_eval, manager, f"{config.source_file} [lm_eval]")
     fingerprints = {t: task_fingerprint(t, config.lm_eval) for t in config.lm_eval.expanded()}
     keys = {c.spec.name: [(t, result_key(c.identity, fp)) for t, fp in fingerprints.items()]
-            for c in contestants if c.spec.loads_weights}
+            for c in contestants if c.spec.kind != "answers"}
     cached = store.cached_task_results(k for pairs in keys.values() for _, k in pairs)
     todo = {name: [(t, k) for t, k in pairs if k not in cached] for name, pairs in keys.items()}
     return TaskPlan(manager, todo, keys, fingerprints)
@@ -159,7 +210,7 @@ def collect_tasks(contestants: list[Contestant], plan: TaskPlan, store: Store) -
         return {}
     out: dict[str, dict[str, Any]] = {}
     for c in contestants:
-        if not c.spec.loads_weights:
+        if c.spec.kind == "answers":
             out[c.spec.name] = {task: {"skipped": skipped_for(c.spec.kind)} for task in plan.fingerprints}
             continue
         pairs = plan.keys[c.spec.name]

@@ -29,7 +29,7 @@ from .reporting import write_leaderboard
 from .rundir import code_revision, device_name, package_versions, write_run_dir
 from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
 from .contestants import Contestant, resolve_contestants, weights_spec
-from .lmeval import collect_tasks, dump, evaluate_loaded, lm_eval_version, plan_tasks
+from .lmeval import collect_tasks, dump, evaluate_endpoint, evaluate_loaded, lm_eval_version, plan_tasks
 from .loading import attach_adapter, load_base
 from .prompts import limit_prompts, load_prompt_set, stratified_sample
 from .records import Answer, ContestantSummary, GenerationConfig, ModelSpec, PromptSet, RunResult
@@ -177,6 +177,12 @@ def generate_missing(
         gc.collect()
         _empty_cuda_cache()
     for c in contestants:
+        pending = [(task, key) for task, key in task_todo.get(c.spec.name, [])
+                   if c.spec.kind == "openai" and key not in store.cached_task_results([key])]
+        if pending:
+            results = evaluate_endpoint(c.spec, [t for t, _ in pending], config.lm_eval, task_manager, config.concurrency)
+            for task, key in pending:
+                store.put_task_result(key, c.identity, task, dump(results[task]))
         if c.spec.name not in todo or c.spec.loads_weights:
             continue
         jobs = todo[c.spec.name]

@@ -77,3 +77,32 @@ def test_lmeval_command_alone(tmp_path, outputs, adapters, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "dental_implant_mcq_gen.exact_match,letter" in out
     assert list((outputs / "lmeval").glob("*.json"))
+
+
+def test_endpoint_contestant_runs_generative_tasks_and_skips_loglikelihood(tmp_path, outputs, served_model, monkeypatch):
+    monkeypatch.chdir(REPO)
+    url, model, log = served_model
+    config = write_config(tmp_path / "run.toml", {"prompts": str(SMALL_PROMPTS), "output_dir": str(outputs), "limit": 1,
+                                                  "max_new_tokens": 8}, [
+        {"name": "served", "source": f"openai:{model}@{url}"},
+    ])
+    config.write_text(config.read_text() + '\n[lm_eval]\ntasks = ["dental_implant_mcq_gen", "dental_implant_mcq"]\nlimit = 3\n')
+    before = log.read_text().count("POST /v1/chat/completions")
+    result = run_benchmark(load_config(config))
+    served = result.lm_eval["served"]
+    assert 0 <= served["dental_implant_mcq_gen.exact_match,letter"]["value"] <= 1
+    assert "log-likelihood task" in served["dental_implant_mcq"]["skipped"]
+    # 1 generated answer + 3 MCQ items, all through the real endpoint
+    assert log.read_text().count("POST /v1/chat/completions") - before >= 4
+
+
+def test_malformed_mcq_row_is_named_before_lm_eval(tmp_path, outputs, adapters, capsys, monkeypatch):
+    (tmp_path / "data").mkdir()
+    rows = (REPO / "data/dental_mcq.jsonl").read_text().splitlines()[:3]
+    broken = json.loads(rows[1])
+    broken["answer"] = 7
+    (tmp_path / "data/dental_mcq.jsonl").write_text("\n".join([rows[0], json.dumps(broken), rows[2]]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    config = _config(tmp_path, outputs, adapters, ["dental_implant_mcq"])
+    assert main(["run", "--config", str(config)]) == 2
+    assert "data/dental_mcq.jsonl:2: answer: must be an integer index 0 to 3" in capsys.readouterr().err
