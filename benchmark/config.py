@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from judges.llm_judge import EndpointJudgeConfig as _Endpoint
+
 from .errors import DentbenchError
 from .records import GenerationConfig
 
@@ -42,14 +44,15 @@ class JudgeSettings:
     kind: str = "reference"
     model: str | None = None
     base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
     rubric: str | None = None  # default: judges/rubrics/dental_v1.toml
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 3
-    parse_retries: int = 2
-    max_tokens: int = 600
-    temperature: float = 0.0
+    # endpoint settings default to the judge's own, so the two can never drift apart
+    api_key_env: str = _Endpoint.api_key_env
+    concurrency: int = _Endpoint.concurrency
+    timeout: float = _Endpoint.timeout
+    max_retries: int = _Endpoint.max_retries
+    parse_retries: int = _Endpoint.parse_retries
+    max_tokens: int = _Endpoint.max_tokens
+    temperature: float = _Endpoint.temperature
     repeats: int = 1  # k samples per answer; the spread is reported
     panel: tuple[EndpointConfig, ...] = ()  # extra endpoint judges; agreement is Krippendorff's alpha
     pairwise_baseline: str | None = None  # contestant to compare every other one against, both orders
