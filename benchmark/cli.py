@@ -81,7 +81,12 @@ def cmd_run(args: argparse.Namespace, default_config: str | None = None) -> int:
         from .gate import load_gates
 
         gates = load_gates(args.gate)  # a broken gates file fails before hours of generation
-    result = run_benchmark(config)
+    try:
+        result = run_benchmark(config)
+    except KeyboardInterrupt:
+        print(f"dentbench: interrupted; {kept_in_store(Path(config.output_dir))}; "
+              "rerun the same command to resume", file=sys.stderr)
+        return 130
     print(summary_markdown(result))
     print(f"run directory: {result.run_dir}")
     print(f"report: {Path(result.run_dir) / 'report.html'}")
@@ -112,6 +117,18 @@ def cmd_gate(args: argparse.Namespace) -> int:
     from .gate import load_gates
 
     return apply_gate(Path(args.run), load_gates(args.gates), args.junit, args.markdown)
+
+
+def kept_in_store(outputs: Path) -> str:
+    import sqlite3
+
+    try:
+        with sqlite3.connect(outputs / "dentbench.sqlite", timeout=5) as db:
+            answers = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+            judgments = db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+    except sqlite3.Error:
+        return "nothing was stored yet"
+    return f"the store keeps {answers} answers and {judgments} judgments"
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -55,12 +55,14 @@ async def _generate_async(
         try:
             tasks = [asyncio.create_task(one(key, question)) for key, question in jobs]
             await asyncio.gather(*tasks)
-        except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError) as exc:
+        except (openai.APIConnectionError, openai.APITimeoutError, openai.APIStatusError, openai.APIResponseValidationError,
+                ValueError) as exc:  # ValueError: a 200 whose body is not JSON
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise InfrastructureError(
-                f"contestant '{spec.name}': endpoint {spec.location} failed after retries ({type(exc).__name__})"
+                f"contestant '{spec.name}': endpoint {spec.location} failed after retries ({type(exc).__name__}); "
+                "answers received so far are kept"
             ) from None
         finally:
             await client.close()

@@ -92,6 +92,9 @@ async def _ask_all(config: EndpointJudgeConfig, asks: Sequence[Ask], parse: Call
                 except openai.BadRequestError as exc:  # this prompt, not the judge: record and go on
                     result = Answered(None, model, "", f"endpoint refused the request: {exc.message[:200]}")
                     break
+                except (ValueError, openai.APIResponseValidationError) as exc:  # a 200 with a body that is not a reply
+                    reason = f"malformed response body ({type(exc).__name__})"
+                    continue
                 model = reply.model or config.model
                 text = (reply.choices[0].message.content or "") if reply.choices else ""
                 try:

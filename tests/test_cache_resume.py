@@ -88,3 +88,23 @@ def test_killed_run_resumes_with_each_answer_once(tmp_path, outputs, adapters):
     rows = [json.loads(x) for x in (outputs / "runs" / result.run_id / "answers.jsonl").read_text().splitlines()]
     pairs = [(r["contestant"], r["prompt_id"]) for r in rows]
     assert len(pairs) == len(set(pairs)) == 18
+
+
+def test_sigint_ends_cleanly_with_a_summary(tmp_path, outputs, adapters):
+    config = _config(tmp_path, outputs, adapters, batch_size=1, max_new_tokens=40)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", "--config", str(config)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    store = outputs / "dentbench.sqlite"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if store.exists():
+            with sqlite3.connect(store, timeout=30) as db:
+                if db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] >= 2:
+                    break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; the store keeps" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err
