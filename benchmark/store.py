@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -74,14 +75,24 @@ CREATE TABLE IF NOT EXISTS run_contestants (
 class Store:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA busy_timeout=30000")
-            self.db.executescript(SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise InfrastructureError(f"{self.path}: cannot open the store ({exc})") from None
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+                self.db.execute("PRAGMA busy_timeout=30000")
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                # Two processes creating the store at once: switching to WAL and the first CREATE
+                # TABLEs can return "locked" at once, without waiting on the busy timeout.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise InfrastructureError(f"{self.path}: cannot open the store ({exc})") from None
+                self.db.close()
+                time.sleep(0.05 + random.random() * 0.2)
+            except (OSError, sqlite3.Error) as exc:
+                raise InfrastructureError(f"{self.path}: cannot open the store ({exc})") from None
 
     def close(self) -> None:
         self.db.close()

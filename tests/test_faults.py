@@ -88,7 +88,7 @@ def test_two_runs_share_one_store_without_loss_or_duplicates(tmp_path, outputs, 
     runs = [subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", "--config", str(c)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in configs]
     errors = [run.communicate(timeout=600)[1] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], errors
+    assert [run.returncode for run in runs] == [0, 0], [e.splitlines()[:1] for e in errors]
     with sqlite3.connect(outputs / "dentbench.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         answers = db.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM answers").fetchone()
