@@ -116,25 +116,39 @@ class Scatter:
     y_ticks: list[tuple[float, str]]
     legend: list[tuple[str, str]] = field(default_factory=list)
     title: str = ""
+    x_label: str = ""
+
+
+def scatter(points: Sequence[tuple[str, float, float]], title: str, x_label: str,
+            y_min: float, y_max: float, y_format: str = "{:g}") -> Scatter:
+    """points: (series, x, y); x from 0 to its maximum, y from y_min to y_max."""
+    names = sorted({p[0] for p in points})
+    width, height, left, top, bottom = 640, 260, 40, 20, 40
+    max_x = max([p[1] for p in points] + [10])
+    plot_w, plot_h = width - left - 20, height - top - bottom
+    span = (y_max - y_min) or 1.0
+
+    def x(value: float) -> float:
+        return round(left + plot_w * value / max_x, 1)
+
+    def y(value: float) -> float:
+        return round(top + plot_h * (1 - (value - y_min) / span), 1)
+
+    dots = [{"cx": x(px), "cy": y(py), "color": PALETTE[names.index(n) % len(PALETTE)],
+             "label": f"{n}: {px:g}, {y_format.format(py)}"} for n, px, py in points]
+    step = max(1, round(max_x / 5, -1) or round(max_x / 5))
+    x_ticks = [(x(v), str(int(v))) for v in range(0, int(max_x) + 1, int(step))]
+    y_ticks = [(y(y_min + span * k / 4), y_format.format(y_min + span * k / 4)) for k in range(5)]
+    legend = [(PALETTE[i % len(PALETTE)], n) for i, n in enumerate(names)]
+    return Scatter(width, height, dots, x_ticks, y_ticks, legend, title, x_label)
 
 
 def length_scatter(points: Sequence[tuple[str, int, float]], title: str) -> Scatter:
-    """points: (contestant, answer words, overall score)."""
-    names = sorted({p[0] for p in points})
-    width, height, left, top, bottom = 640, 260, 40, 20, 40
-    max_words = max([p[1] for p in points] + [10])
-    plot_w, plot_h = width - left - 20, height - top - bottom
+    """points: (contestant, answer words, overall score on 1-5)."""
+    return scatter(points, title, "answer length (words)", 1, 5)
 
-    def x(words: float) -> float:
-        return round(left + plot_w * words / max_words, 1)
 
-    def y(score: float) -> float:
-        return round(top + plot_h * (1 - (score - 1) / 4), 1)
-
-    dots = [{"cx": x(w), "cy": y(s), "color": PALETTE[names.index(n) % len(PALETTE)], "label": f"{n}: {w} words, {s:.2f}"}
-            for n, w, s in points]
-    step = max(10, round(max_words / 5, -1))
-    x_ticks = [(x(v), str(int(v))) for v in range(0, int(max_words) + 1, int(step))]
-    y_ticks = [(y(v), str(v)) for v in (1, 2, 3, 4, 5)]
-    legend = [(PALETTE[i % len(PALETTE)], n) for i, n in enumerate(names)]
-    return Scatter(width, height, dots, x_ticks, y_ticks, legend, title)
+def loss_scatter(curve: Sequence[dict[str, float]], title: str) -> Scatter:
+    """A training loss curve: [{"step", "loss"}], y from 0 to the highest loss."""
+    top = max(p["loss"] for p in curve) or 1.0
+    return scatter([("loss", p["step"], p["loss"]) for p in curve], title, "step", 0.0, top, "{:.3f}")

@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 
-from .charts import Scatter, category_heatmap, length_scatter, score_bars
+from .charts import Scatter, category_heatmap, length_scatter, loss_scatter, score_bars
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DIMENSIONS = ("tone", "accuracy", "terminology")
@@ -125,11 +125,7 @@ def loss_chart(training: dict[str, Any]) -> Scatter | None:
     curve = training.get("loss_curve") or []
     if len(curve) < 2:
         return None
-    top = max(p["loss"] for p in curve) or 1.0
-    # reuse the scatter geometry: x = step, y scaled into 1-5
-    points = [("loss", int(p["step"]), 1 + 4 * p["loss"] / top) for p in curve]
-    chart = length_scatter(points, f"training loss (max {top:.3f}) by step")
-    return chart
+    return loss_scatter(curve, "training loss by step")
 
 
 def render_run_report(data: dict[str, Any]) -> str:

@@ -134,3 +134,13 @@ def test_leaderboard_groups_runs_and_links_reports(tmp_path, outputs, hostile_ru
     assert "prompts_small" in dom and "prompts_v2" in dom
     assert f'href="runs/{hostile_run.name}/report.html"' in dom
     assert (outputs / f"runs/{hostile_run.name}/report.html").is_file()
+
+
+def test_training_loss_curve_is_drawn_on_its_own_axes():
+    from reports.charts import loss_scatter
+
+    chart = loss_scatter([{"step": 0, "loss": 2.0}, {"step": 50, "loss": 1.0}, {"step": 100, "loss": 0.5}], "loss")
+    assert chart.x_label == "step" and chart.y_ticks[0][1] == "0.000" and chart.y_ticks[-1][1] == "2.000"
+    first, last = chart.points[0], chart.points[-1]
+    assert first["cy"] < last["cy"]  # a falling loss is drawn falling (SVG y grows downwards)
+    assert last["cx"] > first["cx"]
