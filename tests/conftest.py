@@ -123,3 +123,14 @@ def served_model(embedded_folder, tmp_path_factory):
     proc = start_server(embedded_folder, port, log, tmp_path_factory.mktemp("hf_cache"))
     yield f"http://127.0.0.1:{port}/v1", str(embedded_folder), log
     stop_server(proc)
+
+
+def count_rows(store: Path, table: str) -> int:
+    """Rows so far, polled while another process writes; a store still being created counts 0."""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(store, timeout=30) as db:
+            return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    except sqlite3.OperationalError:  # the file exists before its tables do
+        return 0

@@ -11,7 +11,7 @@ import time
 from benchmark.config import load_config
 from benchmark.runner import run_benchmark
 
-from .conftest import REPO, SMALL_PROMPTS, make_adapter, write_config
+from .conftest import REPO, count_rows, SMALL_PROMPTS, make_adapter, write_config
 
 
 def _config(tmp_path, outputs, adapters, **run):
@@ -64,8 +64,7 @@ def test_killed_run_resumes_with_each_answer_once(tmp_path, outputs, adapters):
     try:
         while time.time() < deadline and proc.poll() is None:
             if store.exists():
-                with sqlite3.connect(store, timeout=30) as db:
-                    kept = db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+                kept = count_rows(store, "answers")
                 if kept >= 3:
                     break
             time.sleep(0.1)
@@ -98,13 +97,12 @@ def test_sigint_ends_cleanly_with_a_summary(tmp_path, outputs, adapters):
     store = outputs / "dentbench.sqlite"
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
-        if store.exists():
-            with sqlite3.connect(store, timeout=30) as db:
-                if db.execute("SELECT COUNT(*) FROM answers").fetchone()[0] >= 2:
-                    break
+        if store.exists() and count_rows(store, "answers") >= 2:
+            break
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted; the store keeps" in err and "rerun the same command to resume" in err
     assert "Traceback" not in err
+

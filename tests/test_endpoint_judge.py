@@ -11,7 +11,7 @@ import time
 
 from benchmark.cli import main
 
-from .conftest import REPO, SMALL_PROMPTS, free_port, start_server, stop_server, write_config
+from .conftest import REPO, count_rows, SMALL_PROMPTS, free_port, start_server, stop_server, write_config
 
 
 def _requests(log):
@@ -105,8 +105,7 @@ def test_judge_stopped_mid_run_keeps_judgments_and_the_rerun_completes(tmp_path,
     try:
         while time.time() < deadline and run.poll() is None:
             if store.exists():
-                with sqlite3.connect(store, timeout=30) as db:
-                    kept = db.execute("SELECT COUNT(*) FROM judgments").fetchone()[0]
+                kept = count_rows(store, "judgments")
                 if kept >= 2:
                     break
             time.sleep(0.1)
@@ -166,3 +165,4 @@ def test_pairwise_panel_and_repeats(tmp_path, outputs, served_model, capsys):
     assert set(results["judge"]["repeat_spread"]) == {"tone", "accuracy", "terminology"}
     assert set(results["judge"]["panel_alpha"]) == {"tone", "accuracy", "terminology"}
     assert "terse" not in results["judge"]["pairwise"]
+
