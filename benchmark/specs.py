@@ -63,6 +63,8 @@ def parse_source(
     path = Path(source).expanduser()
     if path.is_dir():
         folder = path.resolve()
+        if chat_format is None:  # a model we trained is prompted the way it was trained
+            common["chat_format"] = trained_format(folder)
         if (folder / "adapter_config.json").is_file():
             return ModelSpec(kind="adapter", location=str(folder), base=_adapter_base(name, folder, base, setting), **common)
         if (folder / "config.json").is_file():
@@ -72,6 +74,20 @@ def parse_source(
     if looks_local or not HUB_ID.match(source):
         raise DentbenchError(f"{setting}: model folder {source} not found")
     return ModelSpec(kind="hub", location=source, **common)
+
+
+def trained_format(folder: Path) -> ChatFormat | None:
+    """The prompt format recorded by `dentbench train` (training.json) or `export` (merge.json)."""
+    for name, keys in (("training.json", ("hyperparameters", "format")), ("merge.json", ("format",))):
+        try:
+            value: Any = json.loads((folder / name).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value in ("chat_template", "instruction"):
+            return value
+    return None
 
 
 def _adapter_base(name: str, folder: Path, override: str | None, setting: str) -> ModelSpec:

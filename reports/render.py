@@ -27,7 +27,7 @@ REFERENCE_JUDGE_LIMITS = (
 
 _env = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
-    autoescape=jinja2.select_autoescape(["html", "jinja"], default=True),
+    autoescape=jinja2.select_autoescape(["html", "jinja", "svg"], default=True),
     undefined=jinja2.StrictUndefined,
 )
 
@@ -126,6 +126,11 @@ def loss_chart(training: dict[str, Any]) -> Scatter | None:
     if len(curve) < 2:
         return None
     return loss_scatter(curve, "training loss by step")
+
+
+def render_loss_svg(curve: list[dict[str, Any]], title: str) -> str:
+    """A standalone SVG of a training loss curve (the adapter folder's loss.svg)."""
+    return _env.get_template("loss_curve.svg.jinja").render(chart=loss_scatter(curve, title))
 
 
 def render_run_report(data: dict[str, Any]) -> str:

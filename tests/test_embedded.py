@@ -28,6 +28,10 @@ def test_converted_model_loads_and_answers(embedded_folder):
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     text = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert len(text.split()) >= 3
+    # the GGUF's tokenizer says eos = <|im_start|>; the converted folder must agree with the model
+    # (training appends tokenizer.eos_token to every answer; generation stops on config's eos)
+    assert tokenizer.eos_token == "<|im_end|>" and tokenizer.eos_token_id == model.config.eos_token_id == 2
+    assert tokenizer.apply_chat_template([{"role": "assistant", "content": "x"}], tokenize=False).rstrip().endswith(tokenizer.eos_token)
 
 
 def test_gguf_is_found_in_the_package():
