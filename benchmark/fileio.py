@@ -1,7 +1,9 @@
 """JSONL reading with file:line errors, and atomic writes.
 
 Every file dentbench writes goes through `atomic_write_text`: a reader (or a
-killed process) sees either the old file or the new one, never half of one.
+killed process) sees either the old file or the new one, never half of one. A write
+that fails (disk full, file too large, read-only or unwritable folder) removes its
+temporary file and becomes one InfrastructureError line naming the path (exit 3).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import DentbenchError, located
+from .errors import DentbenchError, InfrastructureError, located
 
 MAX_LINE_BYTES = 1_000_000  # a prompt-set row is a few KB; a huge line is a broken file
 
@@ -25,9 +27,10 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise DentbenchError(f"{path}: file not found")
     with path.open("rb") as handle:
         seen_any = False
-        for number, raw in enumerate(handle, start=1):
+        # readline with a bound: a huge line is refused after reading MAX_LINE_BYTES + 1 of it, never whole
+        for number, raw in enumerate(iter(lambda: handle.readline(MAX_LINE_BYTES + 1), b""), start=1):
             if len(raw) > MAX_LINE_BYTES:
-                raise located(path, number, f"line is {len(raw):,} bytes, over the {MAX_LINE_BYTES:,} limit")
+                raise located(path, number, f"line is over the {MAX_LINE_BYTES:,}-byte limit")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -49,18 +52,27 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise DentbenchError(f"{path}: file is empty")
 
 
+def cannot_write(path: str | Path, exc: OSError) -> InfrastructureError:
+    return InfrastructureError(f"{path}: cannot write ({exc.strerror or exc})")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # ENOSPC, EFBIG, EROFS, EACCES, EDQUOT, EIO ...
+            raise cannot_write(path, exc) from None
         raise
 
 

@@ -1,7 +1,8 @@
 """The run directory and its provenance: manifest facts, the readable summary, atomic writes.
 
 outputs/runs/<run-id>/ is written in a hidden staging folder and renamed into place, so a
-run folder exists complete or not at all.
+run folder exists complete or not at all. A failed write (disk full) removes the staging
+folder and says so in one line: the answers and judgments are already in the store.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from .errors import InfrastructureError
+from .fileio import atomic_write_json, atomic_write_jsonl, atomic_write_text, cannot_write
 from .judging import JudgedAnswer
 from .records import Answer, RunResult
 from .reporting import write_run_report
@@ -90,7 +92,13 @@ def write_run_dir(run_dir: Path, manifest: dict[str, Any], answers: list[Answer]
             atomic_write_jsonl(staging / "judgments.jsonl", (j.to_dict() for j in judged))
         write_run_report(staging)  # last: it reads the files above
         atomic_write_text(staging / "summary.md", summary_markdown(result))
-        os.replace(staging, run_dir)
-    except BaseException:
+        try:
+            os.replace(staging, run_dir)
+        except OSError as exc:
+            raise cannot_write(run_dir, exc) from None
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, InfrastructureError):
+            raise InfrastructureError(f"{exc}; the answers and judgments are kept in the store, "
+                                      "rerun to write the run folder") from None
         raise

@@ -2,7 +2,9 @@
 
 One file (outputs/dentbench.sqlite). WAL mode and short transactions so that two
 runs can share it; every batch of answers is committed as it finishes, which is
-what makes a killed run resumable.
+what makes a killed run resumable. A write that fails (disk full, file too large,
+locked past the busy timeout) rolls back that one transaction and becomes one
+InfrastructureError line naming the store; everything committed before is kept.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +106,17 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction: it lands whole or not at all; a failure is one clear line (exit 3)."""
+        try:
+            with self.db:
+                self.db.execute("BEGIN IMMEDIATE")
+                yield
+        except sqlite3.OperationalError as exc:
+            raise InfrastructureError(f"{self.path}: cannot write to the store ({exc}); "
+                                      "everything committed before is kept") from None
+
     # answers -------------------------------------------------------------
     def cached_answers(self, keys: Iterable[str]) -> dict[str, sqlite3.Row]:
         keys = list(keys)
@@ -118,8 +132,7 @@ class Store:
 
     def put_answers(self, answers: Iterable[Answer]) -> None:
         rows = [(a.key, a.model_identity, a.text, a.new_tokens, a.seconds, a.finish_reason, time.time()) for a in answers]
-        with self.db:  # one transaction: the batch lands whole or not at all
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing():  # one transaction: the batch lands whole or not at all
             self.db.executemany("INSERT OR IGNORE INTO answers VALUES (?,?,?,?,?,?,?)", rows)
 
     def count_answers(self, model_identity: str | None = None) -> int:
@@ -140,8 +153,7 @@ class Store:
 
     def put_judgment(self, key: str, answer_key: str, judge_sha256: str, rubric_sha256: str, sample: int,
                      verdict_json: str) -> None:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self.db.execute(
                 "INSERT OR IGNORE INTO judgments VALUES (?,?,?,?,?,?,?)",
                 (key, answer_key, judge_sha256, rubric_sha256, sample, verdict_json, time.time()),
@@ -159,8 +171,7 @@ class Store:
         return dict(self.db.execute(f"SELECT key, result_json FROM task_results WHERE key IN ({marks})", keys).fetchall())
 
     def put_task_result(self, key: str, model_identity: str, task: str, result_json: str) -> None:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self.db.execute("INSERT OR REPLACE INTO task_results VALUES (?,?,?,?,?)",
                             (key, model_identity, task, result_json, time.time()))
 
@@ -173,15 +184,15 @@ class Store:
         if row and row[0] == stat.st_size and row[1] == stat.st_mtime_ns:
             return row[2]
         digest = sha256_file(path)
-        self.db.execute(
-            "INSERT OR REPLACE INTO file_digests VALUES (?,?,?,?)", (path, stat.st_size, stat.st_mtime_ns, digest)
-        )
+        with self._writing():
+            self.db.execute(
+                "INSERT OR REPLACE INTO file_digests VALUES (?,?,?,?)", (path, stat.st_size, stat.st_mtime_ns, digest)
+            )
         return digest
 
     # runs ----------------------------------------------------------------
     def record_run(self, result: dict[str, Any], contestants: list[dict[str, Any]]) -> None:
-        with self.db:
-            self.db.execute("BEGIN IMMEDIATE")
+        with self._writing():
             self.db.execute(
                 "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?)",
                 (

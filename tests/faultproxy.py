@@ -1,8 +1,9 @@
 """A fault-injecting HTTP proxy on loopback, in front of a real OpenAI-compatible server.
 
-Each request takes the next fault from a script ("429", "500", "malformed", "slow", "pass");
-when the script runs out, requests pass through. Bounded: it serves only loopback, and the
-test stops it.
+Each request takes the next fault from a script ("429", "500", "400", "malformed", "slow",
+"hold", "pass"); when the script runs out, requests take `default` (pass through). "hold" keeps
+the request waiting, unanswered, until the test calls `release()` (then drops it): a process held
+there is at a known point, for a kill test. Bounded: it serves only loopback, and the test stops it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class FaultProxy:
         self.script = deque(script)
         self.default = default
         self.seen: list[str] = []
+        self.held = threading.Event()  # set once a request is being held
+        self._release = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -30,6 +33,13 @@ class FaultProxy:
                     return self._reply(429, b'{"error": {"message": "rate limited"}}', {"Retry-After": "0"})
                 if fault == "500":
                     return self._reply(500, b'{"error": {"message": "boom"}}')
+                if fault == "400":
+                    return self._reply(400, b'{"error": {"message": "prompt too long for this judge", "type": '
+                                            b'"invalid_request_error"}}')
+                if fault == "hold":
+                    proxy.held.set()
+                    proxy._release.wait(timeout=300)
+                    return  # released: close without a reply (its client is gone by then)
                 if fault == "malformed":
                     return self._reply(200, b'{"id": "x", "choices": [ this is not json')
                 if fault == "slow":
@@ -61,10 +71,15 @@ class FaultProxy:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def release(self) -> None:
+        """Let every held request go (each is dropped without a reply)."""
+        self._release.set()
+
     def __enter__(self) -> FaultProxy:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()

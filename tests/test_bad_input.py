@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.errors import DentbenchError
 
 from .conftest import SMALL_PROMPTS, write_config
 
@@ -63,6 +64,37 @@ def test_invalid_utf8_names_the_line(tmp_path, outputs, capsys):
     prompts.write_bytes(json.dumps(GOOD_ROW).encode() + b"\n" + b'{"id": "\xff"}\n')
     code, err = _run(capsys, _embedded_config(tmp_path, outputs, prompts))
     assert code == 2 and f"{prompts}:2: not valid UTF-8" in err
+
+
+def test_a_50_mb_line_is_refused_quickly_without_reading_it_whole(tmp_path, outputs, capsys):
+    import time
+    import tracemalloc
+
+    from benchmark.fileio import MAX_LINE_BYTES
+    from benchmark.prompts import load_prompt_set
+
+    prompts = tmp_path / "huge.jsonl"
+    with prompts.open("wb") as handle:  # a valid row, then one row of 50 MB (a pasted blob)
+        handle.write(json.dumps(GOOD_ROW).encode() + b"\n" + b'{"id": "huge", "question": "')
+        for _ in range(50):
+            handle.write(b"x" * 1_000_000)
+        handle.write(b'", "reference": "r"}\n')
+    assert prompts.stat().st_size > 50 * MAX_LINE_BYTES
+    started = time.monotonic()
+    code, err = _run(capsys, _embedded_config(tmp_path, outputs, prompts))
+    assert code == 2 and err.count("\n") == 0 and "Traceback" not in err
+    assert f"{prompts}:2: line is over the {MAX_LINE_BYTES:,}-byte limit" in err
+    assert time.monotonic() - started < 10  # refused before any model loads
+    assert _no_run_written(outputs) and not (outputs / "dentbench.sqlite").exists()
+
+    tracemalloc.start()  # the reader holds at most about one line's limit, never the 50 MB line
+    try:
+        with pytest.raises(DentbenchError, match=":2: line is over"):
+            load_prompt_set(prompts)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * MAX_LINE_BYTES, peak
 
 
 def test_bom_and_crlf_are_accepted(tmp_path):
