@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmark.embedded import materialise  # noqa: E402
+from local_server import served_embedded  # noqa: E402
 from benchmark.endpoint import generate_via_endpoint  # noqa: E402
 from benchmark.generate import GeneratedText  # noqa: E402
 from benchmark.prompts import load_prompt_set  # noqa: E402
@@ -41,26 +38,10 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dentbench-endpoint-bench-"))
-    folder = materialise("smollm2-135m-instruct", work / "models")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
-    if not args.no_continuous_batching:
-        cmd.append("--continuous-batching")
-    env = {**os.environ, "HF_HUB_CACHE": str(work / "hf")}
-    log = (work / "serve.log").open("w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with served_embedded(work, not args.no_continuous_batching) as (folder, url):
         items = load_prompt_set("prompts/dental_implant_v1.jsonl").items
         questions = [items[i % len(items)].question for i in range(args.requests)]
-        spec = ModelSpec(name="served", kind="openai", source=f"openai:{folder}", location=f"http://127.0.0.1:{port}/v1",
+        spec = ModelSpec(name="served", kind="openai", source=f"openai:{folder}", location=url,
                          endpoint_model=str(folder), api_key_env="DENTBENCH_BENCH_KEY")
         gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
         print(f"{args.requests} contestant requests, max_new_tokens {args.max_new_tokens}, "
@@ -78,9 +59,6 @@ def main() -> None:
             base = base or rate
             print(f"concurrency {concurrency:>2}: {seconds:7.1f} s  {rate:6.2f} answers/s  {tokens / seconds:7.1f} tokens/s  "
                   f"{rate / base:5.2f}x")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -79,14 +79,10 @@ from benchmark.generate import (  # noqa: E402
 )
 from benchmark.loading import BASE_ADAPTER, attach_adapter, load_base  # noqa: E402
 from benchmark.records import GenerationConfig  # noqa: E402
+from gpu_model import build_tokenizer, mistral_config  # noqa: E402  (shared with gpu_train.py)
 
 CONTESTANTS = (None, "a", "b")  # the base itself, adapter a, adapter b
 ALL_VARIANTS = "harness_cb,probe,naive,hf_batched,harness_sep,harness_old,sweep,harness,static"
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
-    "{% elif m['role'] == 'user' %}[INST] {{ m['content'] }} [/INST]{% else %}{{ m['content'] }}</s>{% endif %}"
-    "{% endfor %}"
-)
 
 
 def sync() -> None:
@@ -112,46 +108,6 @@ def peak() -> dict[str, float]:
 
 
 # ---------------------------------------------------------------- model, tokenizer, adapters, prompts
-
-
-def mistral_config(tiny: bool) -> Any:
-    from transformers import MistralConfig
-
-    if tiny:
-        return MistralConfig(vocab_size=32000, hidden_size=256, intermediate_size=896, num_hidden_layers=2,
-                             num_attention_heads=8, num_key_value_heads=2)
-    return MistralConfig(vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-                         num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=32768,
-                         rope_theta=10000.0, sliding_window=4096)
-
-
-def corpus() -> list[str]:
-    texts = []
-    for path in [REPO / "prompts" / "dental_implant_v1.jsonl", *sorted((REPO / "data").glob("*.jsonl"))]:
-        for line in path.read_text().splitlines():
-            if line.strip():
-                texts += [v for v in json.loads(line).values() if isinstance(v, str) and len(v) > 20]
-    return texts
-
-
-def build_tokenizer(folder: Path, vocab: int) -> None:
-    """Byte-level BPE trained on the project's text, filled up to `vocab` ids so every id decodes."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(corpus(), trainer)
-    trained = tok.get_vocab_size()
-    if trained < vocab:
-        tok.add_tokens([f"<x{i}>" for i in range(vocab - trained)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(folder)
-    print(f"tokenizer: {trained} BPE ids trained, filled to {len(fast)}")
 
 
 def build_model(folder: Path, adapters: list[Path], tiny: bool, device: str, lora_scale: float) -> dict[str, Any]:

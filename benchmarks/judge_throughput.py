@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).resolve().parent)]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from benchmark.embedded import materialise  # noqa: E402
+from local_server import served_embedded  # noqa: E402
 from benchmark.prompts import load_prompt_set  # noqa: E402
 from judges.llm_judge import Ask, EndpointJudgeConfig, ask_all  # noqa: E402
 from judges.prompting import render_rubric_prompt  # noqa: E402
@@ -38,23 +35,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="dentbench-judge-bench-"))
-    folder = materialise("smollm2-135m-instruct", work / "models")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [str(Path(sys.executable).parent / "transformers"), "serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
-    if not args.no_continuous_batching:
-        cmd.append("--continuous-batching")
-    env = {**os.environ, "HF_HUB_CACHE": str(work / "hf")}
-    log = (work / "serve.log").open("w")
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+    with served_embedded(work, not args.no_continuous_batching) as (folder, url):
         rubric = load_rubric()
         items = [i.to_dict() for i in load_prompt_set("prompts/dental_implant_v1.jsonl").items]
         prompts = [render_rubric_prompt(items[i % len(items)], items[(i + 1) % len(items)]["reference"], rubric)
@@ -63,7 +44,7 @@ def main() -> None:
         print(f"{args.requests} judge requests, max_tokens {args.max_tokens}, "
               f"continuous batching {'off' if args.no_continuous_batching else 'on'}, cores {os.cpu_count()}")
         for concurrency in args.concurrency:
-            config = EndpointJudgeConfig(model=str(folder), base_url=f"http://127.0.0.1:{port}/v1", concurrency=concurrency,
+            config = EndpointJudgeConfig(model=str(folder), base_url=url, concurrency=concurrency,
                                          timeout=600, max_retries=0, parse_retries=0, max_tokens=args.max_tokens)
             asks = [Ask(f"{concurrency}-{i}", p) for i, p in enumerate(prompts)]  # distinct keys, no cache involved
             results: dict[str, object] = {}
@@ -73,9 +54,6 @@ def main() -> None:
             rate = len(results) / seconds
             base = base or rate
             print(f"concurrency {concurrency:>2}: {seconds:7.1f} s  {rate:6.2f} requests/s  {rate / base:5.2f}x")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 if __name__ == "__main__":
