@@ -25,7 +25,7 @@ def _judge_config(tmp_path, outputs, url, model, **judge):
     path = write_config(tmp_path / "run.toml", {"prompts": str(SMALL_PROMPTS), "output_dir": str(outputs), "limit": 2},
                         [{"name": "clinic", "source": f"answers:{answers}"}])
     settings = {"kind": "openai", "model": model, "base_url": url, "max_tokens": 12, "parse_retries": 1,
-                "concurrency": 1, "timeout": 20.0, "max_retries": 2, "api_key_env": "DENTBENCH_JUDGE_KEY", **judge}
+                "concurrency": 1, "timeout": 90.0, "max_retries": 2, "api_key_env": "DENTBENCH_JUDGE_KEY", **judge}
     path.write_text(path.read_text() + "\n[judge]\n" + "".join(
         f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}\n" for k, v in settings.items()))
     return path

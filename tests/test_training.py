@@ -236,3 +236,53 @@ def test_gguf_without_llama_cpp_is_one_clear_line(stage1, workspace, tmp_path):
             os.environ["LLAMA_CPP_DIR"] = env_dir
     assert result.returncode == 2 and "convert_hf_to_gguf.py" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_stage2_merged_mode_trains_a_fresh_adapter_on_base_plus_stage1(stage1, workspace):
+    from benchmark.store import Store
+    from benchmark.trainplan import adapter_identity
+
+    out = workspace / "stage2-merged"
+    result = dentbench(*train_args(workspace, "stage2", out, "--init-adapter", str(stage1), "--stage2-mode", "merged",
+                                   "--max-steps", "2"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((out / "training.json").read_text())
+    merged = Path(record["base_source"])
+    with Store(workspace / "outputs" / "dentbench.sqlite") as store:
+        stage1_id = adapter_identity(stage1, EMBEDDED, workspace / "outputs" / "models", store)
+    assert merged.parent == workspace / "outputs" / "models" and (merged / "model.safetensors").is_file()
+    assert json.loads((merged / "merge.json").read_text())["adapter_identity"] == stage1_id
+    assert record["stage2_mode"] == "merged" and record["init_adapter_identity"] == stage1_id
+    # a fresh adapter: started from B = 0 (PEFT's init), so after 2 steps it is small but not stage 1's
+    fresh, old = lora_tensors(out), lora_tensors(stage1)
+    assert fresh.keys() == old.keys() and all(not fresh[k].equal(old[k]) for k in fresh)
+    assert max(float(t.abs().max()) for k, t in fresh.items() if "lora_B" in k) > 0
+
+
+def test_training_rows_match_what_the_benchmark_renders(embedded_folder):
+    """Instruction rows carry exactly the benchmark's prompt; chat rows are conversational."""
+    from transformers import AutoTokenizer
+
+    from benchmark.generate import render_prompt
+    from benchmark.records import GenerationConfig
+    from training.engine import Example, build_rows, check_first_example
+    from training.formats import INSTRUCTION_TEMPLATE
+
+    tok = AutoTokenizer.from_pretrained(embedded_folder)
+    question = "Can I have an implant if I smoke?"
+    example = Example(INSTRUCTION_TEMPLATE.format(question=question), "Smoking raises the risk of failure.", "x:1")
+    row = build_rows((example,), tok, "instruction")[0]
+    assert row["prompt"] == render_prompt(tok, question, GenerationConfig(chat_format="instruction"))
+    chat = build_rows((example,), tok, "chat_template")[0]
+    assert chat["prompt"] == [{"role": "user", "content": question}]
+    assert chat["completion"] == [{"role": "assistant", "content": example.response}]
+    # the guard refuses the two silent failures: loss on the prompt, and a doubled BOS
+    ids = tok(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    from training.config import TrainingError
+
+    with pytest.raises(TrainingError, match="loss on the prompt"):
+        check_first_example({"input_ids": ids, "labels": list(ids)}, tok)
+    with pytest.raises(TrainingError, match="two BOS"):
+        check_first_example({"input_ids": [tok.bos_token_id, *ids], "labels": [-100, -100, *ids[1:]]}, tok)
+    good = check_first_example({"input_ids": ids, "labels": [-100] * 20 + ids[20:]}, tok)
+    assert good == {"prompt_tokens_masked": 20, "tokens": len(ids), "ends_with_eos": 1}
