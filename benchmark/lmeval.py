@@ -113,11 +113,18 @@ def evaluate_loaded(base: Any, adapter: str | None, tasks: Sequence[str], settin
                                       log_samples=False, verbosity="ERROR")
             except (ConnectionError, OSError, FileNotFoundError, ValueError) as exc:
                 # datasets raises these when the Hub is unreachable or a dataset is gone
-                results[task] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+                results[task] = failed_skip(exc)
                 continue
             results[task] = {"metrics": parse_results(task, out["results"]),
                              "n_samples": (out.get("n-samples") or {}).get(task, {}).get("effective")}
     return results
+
+
+def failed_skip(exc: BaseException) -> dict[str, Any]:
+    """A task that failed this time (Hub unreachable, disk full, endpoint down) is reported as
+    skipped with the reason, and marked for retry: the store keeps it for this run's results,
+    but the next run tries again instead of serving the failure from the cache."""
+    return {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}", "retry": True}
 
 
 def skipped_for(kind: str) -> str:
@@ -160,7 +167,7 @@ def evaluate_endpoint(spec: Any, tasks: Sequence[str], settings: LmEvalSettings,
                                   num_fewshot=settings.num_fewshot, task_manager=manager, apply_chat_template=True,
                                   log_samples=False, verbosity="ERROR")
         except (ConnectionError, OSError, ValueError, RuntimeError) as exc:
-            results[task] = {"skipped": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            results[task] = failed_skip(exc)
             continue
         results[task] = {"metrics": parse_results(task, out["results"])}
     return results
@@ -200,9 +207,14 @@ def plan_tasks(contestants: list[Contestant], config: RunConfig, store: Store) -
     fingerprints = {t: task_fingerprint(t, config.lm_eval) for t in config.lm_eval.expanded()}
     keys = {c.spec.name: [(t, result_key(c.identity, fp)) for t, fp in fingerprints.items()]
             for c in contestants if c.spec.kind != "answers"}
-    cached = store.cached_task_results(k for pairs in keys.values() for _, k in pairs)
+    cached = settled(store, [k for pairs in keys.values() for _, k in pairs])
     todo = {name: [(t, k) for t, k in pairs if k not in cached] for name, pairs in keys.items()}
     return TaskPlan(manager, todo, keys, fingerprints)
+
+
+def settled(store: Store, keys: list[str]) -> set[str]:
+    """Keys with a stored result that is final (not a failure marked for retry)."""
+    return {k for k, v in store.cached_task_results(keys).items() if not json.loads(v).get("retry")}
 
 
 def collect_tasks(contestants: list[Contestant], plan: TaskPlan, store: Store) -> dict[str, dict[str, Any]]:

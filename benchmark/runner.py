@@ -29,7 +29,7 @@ from .reporting import write_leaderboard
 from .rundir import code_revision, device_name, package_versions, write_run_dir
 from .generate import GeneratedText, GenerationRow, generate_rows, render_prompt
 from .contestants import Contestant, resolve_contestants, weights_spec
-from .lmeval import collect_tasks, dump, evaluate_endpoint, evaluate_loaded, lm_eval_version, plan_tasks
+from .lmeval import collect_tasks, dump, evaluate_endpoint, evaluate_loaded, lm_eval_version, plan_tasks, settled
 from .loading import attach_adapter, load_base
 from .prompts import limit_prompts, load_prompt_set, stratified_sample
 from .records import Answer, ContestantSummary, GenerationConfig, ModelSpec, PromptSet, RunResult
@@ -140,6 +140,7 @@ def generate_missing(
 ) -> None:
     """Generate what the cache lacks and run missing lm-eval tasks, loading each base once."""
     task_todo = task_todo or {}
+    attempted: set[str] = set()  # task results stored in this run (a retried failure is not retried twice)
     by_name = {c.spec.name: c for c in contestants}
     identity_of = {p.key: by_name[p.contestant].identity for p in planned}
     on_batch = _store_generated(store, identity_of)
@@ -167,22 +168,24 @@ def generate_missing(
                 generate_rows(base, rows, c.gen, config.batch_size, on_batch, description=c.spec.name)
         for c in members:  # lm-eval on the same loaded weights, adapters switched the same way
             pending = [(task, key) for task, key in task_todo.get(c.spec.name, [])
-                       if key not in store.cached_task_results([key])]  # a twin contestant may have done it
+                       if key not in attempted and key not in settled(store, [key])]  # a twin may have done it
             if pending:
                 adapter = c.spec.name if c.spec.kind == "adapter" else None
                 results = evaluate_loaded(base, adapter, [t for t, _ in pending], config.lm_eval, task_manager)
                 for task, key in pending:
                     store.put_task_result(key, c.identity, task, dump(results[task]))
+                    attempted.add(key)
         del base
         gc.collect()
         _empty_cuda_cache()
     for c in contestants:
         pending = [(task, key) for task, key in task_todo.get(c.spec.name, [])
-                   if c.spec.kind == "openai" and key not in store.cached_task_results([key])]
+                   if c.spec.kind == "openai" and key not in attempted and key not in settled(store, [key])]
         if pending:
             results = evaluate_endpoint(c.spec, [t for t, _ in pending], config.lm_eval, task_manager, config.concurrency)
             for task, key in pending:
                 store.put_task_result(key, c.identity, task, dump(results[task]))
+                attempted.add(key)
         if c.spec.name not in todo or c.spec.loads_weights:
             continue
         jobs = todo[c.spec.name]

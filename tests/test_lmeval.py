@@ -51,11 +51,16 @@ def test_dental_mcq_for_base_and_adapter_with_skips(tmp_path, outputs, adapters,
     direct_base = evaluate_loaded(plain, None, ["dental_implant_mcq"], settings, task_manager(prepare_tasks()))
     assert direct_base["dental_implant_mcq"]["metrics"]["dental_implant_mcq.acc"] == base["dental_implant_mcq.acc"]
 
-    with sqlite3.connect(outputs / "dentbench.sqlite") as db:
-        rows = db.execute("SELECT COUNT(*) FROM task_results").fetchone()[0]
-    again = run_benchmark(load_config(config))  # cached: nothing recomputed
-    with sqlite3.connect(outputs / "dentbench.sqlite") as db:
-        assert db.execute("SELECT COUNT(*) FROM task_results").fetchone()[0] == rows == 4
+    def stamps():
+        with sqlite3.connect(outputs / "dentbench.sqlite") as db:
+            return dict(db.execute("SELECT key || task, created_at FROM task_results").fetchall())
+
+    before = stamps()
+    again = run_benchmark(load_config(config))  # results cached; failures (the unreachable task) retried
+    after = stamps()
+    assert len(before) == len(after) == 4 and before.keys() == after.keys()
+    retried = {k for k in before if before[k] != after[k]}
+    assert retried and all(k.endswith("medqa_4options") for k in retried) and len(retried) == 2
     assert again.lm_eval["adapted"] == result.lm_eval["adapted"]
     manifest = json.loads((outputs / "runs" / result.run_id / "manifest.json").read_text())
     assert manifest["lm_eval"]["version"] == "0.4.13" and "yaml_sha256" in manifest["lm_eval"]["tasks"]["dental_implant_mcq"]
