@@ -92,7 +92,11 @@ def test_killed_run_resumes_with_each_answer_once(tmp_path, outputs, adapters):
 def test_sigint_ends_cleanly_with_a_summary(tmp_path, outputs, adapters):
     config = _config(tmp_path, outputs, adapters, batch_size=1, max_new_tokens=64)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "run", "--config", str(config)],
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: when the suite
+    # itself runs in the background, a plain child would ignore our Ctrl-C. Restore it, as a terminal has.
+    launcher = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+                "sys.argv = ['dentbench', *sys.argv[1:]]; runpy.run_module('benchmark.cli', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "run", "--config", str(config)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     store = outputs / "dentbench.sqlite"
     deadline = time.time() + 240
