@@ -41,22 +41,12 @@ def train_stage(stage: str, output: Path, outputs: Path, init: Path | None, step
 
 def merge_stage1(stage1: Path, outputs: Path) -> Path:
     from .store import Store
-    from .traincli import _merge_is_current, _merge_record
-    from .trainplan import adapter_identity, resolve_base
+    from .traincli import merge_cached
 
-    out = outputs / "models" / "stage1-embedded-merged"
-    record = json.loads((stage1 / "training.json").read_text())
-    models_dir = outputs.resolve() / "models"
+    base_source = json.loads((stage1 / "training.json").read_text())["base_source"]
     with Store(outputs / "dentbench.sqlite") as store:
-        base_folder, base_identity = resolve_base(record["base_source"], models_dir, store)
-        identity = adapter_identity(stage1, record["base_source"], models_dir, store)
-    if _merge_is_current(out, identity):
-        print(f"demo: {out} is up to date", file=sys.stderr)
-        return out
-    from training.export import merge_adapter
-
-    print(f"demo: merging stage 1 into the 16-bit base -> {out}", file=sys.stderr, flush=True)
-    return merge_adapter(base_folder, stage1, out, record=_merge_record(record["base_source"], base_identity, stage1, identity))
+        return merge_cached(base_source, stage1, outputs / "models" / "stage1-embedded-merged",
+                            outputs.resolve() / "models", store)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

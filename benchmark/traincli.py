@@ -77,20 +77,29 @@ def _train_config(args: argparse.Namespace):
         raise DentbenchError(str(exc)) from None
 
 
+def merge_cached(base_source: str, adapter: Path, out: Path, models_dir: Path, store: Any) -> Path:
+    """Base + adapter merged in 16-bit into `out`, redone only when the adapter's identity changed."""
+    from .trainplan import adapter_identity, resolve_base
+
+    base_folder, base_identity = resolve_base(base_source, models_dir, store)
+    identity = adapter_identity(adapter, base_source, models_dir, store)
+    if _merge_is_current(out, identity):
+        print(f"{out} is up to date", file=sys.stderr)
+        return out
+    from training.export import merge_adapter
+
+    print(f"merging {adapter} into {base_source} (16-bit) -> {out}", file=sys.stderr, flush=True)
+    return merge_adapter(base_folder, adapter, out, record=_merge_record(base_source, base_identity, adapter, identity))
+
+
 def merged_stage1_base(config: Any, models_dir: Path, store: Any) -> tuple[Path, str, str]:
     """Stage 2 'merged': base + stage 1 merged in 16-bit, cached by the adapter's identity."""
     from .specs import folder_identity
-    from .trainplan import adapter_identity, resolve_base
+    from .trainplan import adapter_identity
 
     init = Path(config.init_adapter).expanduser().resolve()
-    base_folder, base_identity = resolve_base(config.base, models_dir, store)
-    identity = adapter_identity(init, config.base, models_dir, store)
-    out = models_dir / f"merged-{identity[:16]}"
-    if not _merge_is_current(out, identity):
-        from training.export import merge_adapter
-
-        print(f"merging {init} into {config.base} (16-bit) -> {out}", file=sys.stderr)
-        merge_adapter(base_folder, init, out, record=_merge_record(config.base, base_identity, init, identity))
+    out = models_dir / f"merged-{adapter_identity(init, config.base, models_dir, store)[:16]}"
+    merge_cached(config.base, init, out, models_dir, store)
     return out, str(out), folder_identity(out, store)
 
 
